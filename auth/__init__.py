@@ -1,0 +1,1 @@
+"""Tenants, API keys and the verified principal. Plain Python: no web framework here."""

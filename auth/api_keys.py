@@ -1,0 +1,232 @@
+"""API keys: issued once, stored only as an HMAC keyed with the server secret, verified in
+constant time, revoked or rotated by id.
+
+Key format: ``pgk_<key id: 16 hex>_<secret: 43 base64url chars, 256 random bits>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from auth.errors import AuthenticationFailed, InvalidArgument, KeyNotFound, TenantSuspended
+from auth.principal import PARTNER_SCOPES, Principal
+from auth.tables import ApiKeyRow, TenantRow
+from auth.tenants import Tenant, get_tenant, get_tenant_by_id
+from db.base import utcnow
+
+KEY_PREFIX = "pgk_"
+_KEY_PATTERN = re.compile(r"^pgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# Writing last_used_at on every request would make every prediction a write; once a minute
+# is precise enough for "when was this key last used".
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Verifying an unknown id costs the same HMAC as a known one, so timing does not tell them apart.
+_DUMMY_HMAC = "0" * 64
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What may be shown about a key: never its secret or its hash."""
+
+    key_id: str
+    tenant_name: str
+    label: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    replaced_by: str | None
+
+    def state(self, now: datetime) -> str:
+        """`active`, `expired` or `revoked` at the given time."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly issued key: the only moment the full key exists outside the caller's hands."""
+
+    key: ApiKey
+    api_key: str
+
+
+def hash_secret(server_secret: bytes, key_id: str, secret: str) -> str:
+    """HMAC-SHA256 of a key's secret, bound to its id, keyed with the server secret."""
+    message = f"api-key:{key_id}:{secret}".encode()
+    return hmac.new(server_secret, message, hashlib.sha256).hexdigest()
+
+
+def issue_key(
+    session: Session,
+    server_secret: bytes,
+    *,
+    tenant_name: str,
+    created_by: str,
+    label: str = "",
+    expires_in: timedelta | None = None,
+) -> IssuedKey:
+    """Issue a new key for a tenant and return it; only its HMAC is stored."""
+    tenant = get_tenant(session, tenant_name)
+    if len(label) > 200:
+        raise InvalidArgument("a label is at most 200 characters")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidArgument("an expiry must be in the future")
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = ApiKeyRow(
+        key_id=key_id,
+        tenant_id=tenant.id,
+        label=label,
+        secret_hmac=hash_secret(server_secret, key_id, secret),
+        created_at=now,
+        created_by=created_by,
+        expires_at=now + expires_in if expires_in is not None else None,
+    )
+    session.add(row)
+    session.flush()
+    return IssuedKey(key=_to_key(row, tenant.name), api_key=f"{KEY_PREFIX}{key_id}_{secret}")
+
+
+def list_keys(session: Session, *, tenant_name: str | None = None) -> list[ApiKey]:
+    """Keys, optionally of one tenant, oldest first."""
+    query = select(ApiKeyRow, TenantRow.name).join(TenantRow, ApiKeyRow.tenant_id == TenantRow.id)
+    if tenant_name is not None:
+        query = query.where(TenantRow.id == get_tenant(session, tenant_name).id)
+    rows = session.execute(query.order_by(ApiKeyRow.created_at, ApiKeyRow.id)).all()
+    return [_to_key(row, name) for row, name in rows]
+
+
+def get_key(session: Session, key_id: str) -> ApiKey:
+    """The key with that id."""
+    row = _key_row(session, key_id)
+    return _to_key(row, get_tenant_by_id(session, row.tenant_id).name)
+
+
+def revoke_key(session: Session, key_id: str, *, reason: str = "") -> ApiKey:
+    """Revoke a key; the next request that presents it is refused."""
+    row = _key_row(session, key_id)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        row.revoked_reason = reason[:200] or None
+        session.flush()
+    return _to_key(row, get_tenant_by_id(session, row.tenant_id).name)
+
+
+def rotate_key(
+    session: Session,
+    server_secret: bytes,
+    key_id: str,
+    *,
+    created_by: str,
+    grace: timedelta = timedelta(hours=24),
+) -> IssuedKey:
+    """Issue a successor with the same tenant and label; the old key ends after the grace."""
+    row = _key_row(session, key_id)
+    now = utcnow()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise InvalidArgument("only an active key can be rotated")
+    if grace < timedelta(0):
+        raise InvalidArgument("the grace period cannot be negative")
+    tenant = get_tenant_by_id(session, row.tenant_id)
+    remaining = row.expires_at - now if row.expires_at is not None else None
+    successor = issue_key(
+        session,
+        server_secret,
+        tenant_name=tenant.name,
+        created_by=created_by,
+        label=row.label,
+        expires_in=remaining,
+    )
+    grace_end = now + grace
+    if row.expires_at is None or grace_end < row.expires_at:
+        row.expires_at = grace_end
+    row.replaced_by = successor.key.key_id
+    session.flush()
+    return successor
+
+
+def authenticate_api_key(session: Session, server_secret: bytes, presented: str) -> Principal:
+    """Verify a presented key and return its principal; raise AuthenticationFailed otherwise."""
+    match = _KEY_PATTERN.match(presented)
+    if match is None:
+        raise AuthenticationFailed("malformed_credentials", "The API key is not well formed.")
+    key_id, secret = match.groups()
+    found = session.execute(
+        select(ApiKeyRow, TenantRow)
+        .join(TenantRow, ApiKeyRow.tenant_id == TenantRow.id)
+        .where(ApiKeyRow.key_id == key_id)
+    ).first()
+    expected = found[0].secret_hmac if found is not None else _DUMMY_HMAC
+    if not hmac.compare_digest(hash_secret(server_secret, key_id, secret), expected) or not found:
+        raise AuthenticationFailed("invalid_key", "The API key is not valid.")
+    row, tenant = found
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise AuthenticationFailed("revoked_key", "The API key has been revoked.")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise AuthenticationFailed("expired_key", "The API key has expired.")
+    if tenant.status != "active":
+        raise TenantSuspended("The tenant of this API key is suspended.")
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now  # the caller's commit persists it
+        session.flush()
+    return Principal(
+        principal_type="api_key",
+        principal_id=key_id,
+        auth_method="api_key",
+        role="partner",
+        scopes=PARTNER_SCOPES,
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+    )
+
+
+def _key_row(session: Session, key_id: str) -> ApiKeyRow:
+    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+    if row is None:
+        raise KeyNotFound(f"no API key with id {key_id!r}")
+    return row
+
+
+def _to_key(row: ApiKeyRow, tenant_name: str) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        tenant_name=tenant_name,
+        label=row.label,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+        replaced_by=row.replaced_by,
+    )
+
+
+__all__ = [
+    "KEY_PREFIX",
+    "ApiKey",
+    "IssuedKey",
+    "Tenant",
+    "authenticate_api_key",
+    "get_key",
+    "hash_secret",
+    "issue_key",
+    "list_keys",
+    "revoke_key",
+    "rotate_key",
+]

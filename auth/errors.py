@@ -1,0 +1,78 @@
+"""Authentication and tenant errors, each with a stable code and the HTTP status it means."""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    """Base of every error this package raises."""
+
+    code = "auth_error"
+    status = 400
+    title = "Request refused"
+
+
+class AuthenticationFailed(AuthError):
+    """The credential is missing, malformed, unknown, wrong, expired or revoked."""
+
+    status = 401
+    title = "Authentication failed"
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class CredentialsInQuery(AuthError):
+    """A credential was sent in the URL, where proxies and logs would keep it."""
+
+    code = "credentials_in_query"
+    status = 400
+    title = "Credentials are not accepted in the query string"
+
+
+class TenantSuspended(AuthError):
+    """The caller's tenant is suspended."""
+
+    code = "tenant_suspended"
+    status = 403
+    title = "Tenant suspended"
+
+
+class TenantNotFound(AuthError):
+    """No tenant has that name."""
+
+    code = "tenant_not_found"
+    status = 404
+    title = "Tenant not found"
+
+
+class TenantExists(AuthError):
+    """A tenant with that name exists already."""
+
+    code = "tenant_exists"
+    status = 409
+    title = "Tenant exists"
+
+
+class KeyNotFound(AuthError):
+    """No API key has that id."""
+
+    code = "key_not_found"
+    status = 404
+    title = "API key not found"
+
+
+class InvalidArgument(AuthError):
+    """An administrative argument is malformed (name, duration, label)."""
+
+    code = "invalid_argument"
+    status = 422
+    title = "Invalid argument"
+
+
+class NoModelAssigned(AuthError):
+    """The tenant has no model assigned yet."""
+
+    code = "no_model_assigned"
+    status = 409
+    title = "No model assigned"

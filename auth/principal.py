@@ -1,0 +1,24 @@
+"""The verified caller: who is calling, for which tenant, with which rights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PARTNER_SCOPES = frozenset({"predict", "model:read"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller whose credential has been verified; the only source of a request's tenant."""
+
+    principal_type: str  # "api_key", later "client"
+    principal_id: str  # key id or client id, never a secret
+    auth_method: str  # "api_key", later "jwt"
+    role: str  # "partner", later "admin" or "compliance"
+    scopes: frozenset[str]
+    tenant_id: int | None
+    tenant_name: str | None
+
+    def has_scope(self, scope: str) -> bool:
+        """True when this principal was granted the scope."""
+        return scope in self.scopes

@@ -1,0 +1,22 @@
+"""GET /openapi.json and GET /docs: the generated OpenAPI 3.1 document and a page to read it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, redirect
+from flask.typing import ResponseReturnValue
+
+from gateway.extensions import spec
+
+bp = Blueprint("docs", __name__)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    """The OpenAPI 3.1 document, generated from the request and response models."""
+    return jsonify(spec.spec)
+
+
+@bp.get("/docs")
+def docs_page() -> ResponseReturnValue:
+    """The interactive API documentation."""
+    return redirect("/docs/swagger/", code=302)

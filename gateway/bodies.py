@@ -1,0 +1,82 @@
+"""Request bodies: size, media type, JSON syntax and schema, each with its own problem."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import Flask, request
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import ApiError
+from gateway.runtime import get_runtime
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+MAX_FIELD_NAME_SHOWN = 64
+
+
+def parse_json_body(model: type[ModelT]) -> ModelT:
+    """Parse and validate the JSON body, or raise a 400/413/415/422 problem."""
+    if request.mimetype != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "Send the body as application/json.",
+        )
+    raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 past it)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        if any(error["type"] == "json_invalid" for error in errors):
+            raise ApiError(
+                400, "invalid_json", "Invalid JSON", "The body is not valid JSON."
+            ) from None
+        if any(error["type"] == "model_type" and not error["loc"] for error in errors):
+            raise ApiError(
+                422,
+                "validation_error",
+                "Invalid request body",
+                "The body must be a JSON object.",
+                extra={"errors": [{"field": "", "reason": "not_an_object"}]},
+            ) from None
+        fields = [
+            {"field": field_path(error["loc"]), "reason": error["type"]} for error in errors[:20]
+        ]
+        first = fields[0]
+        raise ApiError(
+            422,
+            "validation_error",
+            "Invalid request body",
+            f"{first['field'] or 'body'}: {errors[0]['msg']}.",
+            extra={"errors": fields},
+        ) from None
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """`('instances', 0, 'area')` -> `instances[0].area`, truncated and printable."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            name = "".join(c if c.isprintable() else "?" for c in part)[:MAX_FIELD_NAME_SHOWN]
+            path += f".{name}" if path else name
+    return path
+
+
+def _refuse_oversized_body() -> None:
+    # Refuse on the declared length before anything reads the body.
+    limit = get_runtime().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            "Payload too large",
+            f"The request body exceeds the limit of {limit} bytes.",
+        )
+
+
+def init_bodies(app: Flask) -> None:
+    """Check body size on every request, before authentication or parsing."""
+    app.before_request(_refuse_oversized_body)

@@ -1,0 +1,95 @@
+"""Who is calling: the verified principal, resolved once per request from a header credential.
+
+Every consumer (views, and later the rate limiter and the audit hook) goes through
+``resolve_caller`` so the credential is verified exactly once and the tenant can only come
+from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import Flask, g, request
+
+from auth.api_keys import authenticate_api_key
+from auth.errors import AuthenticationFailed, CredentialsInQuery
+from auth.principal import Principal
+from gateway.errors import ApiError
+from gateway.runtime import db_session, get_runtime
+
+# Query parameters that look like a credential: refused before anything else happens.
+CREDENTIAL_QUERY_PARAMS = frozenset(
+    {"api_key", "apikey", "api-key", "key", "access_token", "token", "x-api-key", "authorization"}
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def presented_credential() -> str:
+    """The raw credential from Authorization: Bearer or X-API-Key; never from the URL."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthenticationFailed(
+                "malformed_credentials", "Use 'Authorization: Bearer <key>'."
+            )
+        return value.strip()
+    api_key = request.headers.get("X-API-Key")
+    if api_key is not None and api_key.strip():
+        return api_key.strip()
+    raise AuthenticationFailed("missing_credentials", "No credential was presented.")
+
+
+def resolve_caller() -> Principal:
+    """Verify the request's credential once and return its principal."""
+    cached = g.get("principal")
+    if isinstance(cached, Principal):
+        return cached
+    credential = presented_credential()
+    session = db_session()
+    principal = authenticate_api_key(session, get_runtime().settings.secret_key, credential)
+    session.commit()
+    g.principal = principal
+    return principal
+
+
+def current_principal() -> Principal | None:
+    """The principal if one was verified during this request (for logs and audit)."""
+    principal = g.get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def require_scope(scope: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Refuse the view unless the verified caller holds the scope."""
+
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            principal = resolve_caller()
+            if not principal.has_scope(scope):
+                raise ApiError(
+                    403,
+                    "insufficient_scope",
+                    "Forbidden",
+                    "This credential is not allowed to use this operation.",
+                )
+            return view(*args, **kwargs)
+
+        wrapper.required_scope = scope  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def _refuse_credentials_in_query() -> None:
+    if any(name.lower() in CREDENTIAL_QUERY_PARAMS for name in request.args):
+        raise CredentialsInQuery("credentials in the query string")
+
+
+def init_caller(app: Flask) -> None:
+    """Refuse URL credentials on every route, before any view or limiter runs."""
+    app.before_request(_refuse_credentials_in_query)

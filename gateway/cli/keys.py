@@ -1,0 +1,125 @@
+"""`predgate keys`: issue, list, revoke and rotate API keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+
+from auth.api_keys import ApiKey, IssuedKey, issue_key, list_keys, revoke_key, rotate_key
+from auth.durations import parse_duration
+from db.base import utcnow
+from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+
+
+@click.group()
+def keys() -> None:
+    """Partner API keys."""
+
+
+def key_json(key: ApiKey) -> dict[str, object]:
+    """A key's public description (never its secret)."""
+    return {
+        "key_id": key.key_id,
+        "tenant": key.tenant_name,
+        "label": key.label,
+        "state": key.state(utcnow()),
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
+    if as_json:
+        echo_json({**key_json(issued.key), "api_key": issued.api_key})
+        return
+    click.echo(f"key id:  {issued.key.key_id}  (tenant {issued.key.tenant_name})")
+    click.echo(f"api key: {issued.api_key}")
+    click.echo("This is the only time the key is shown; store it now.", err=True)
+
+
+@keys.command("issue")
+@click.option("--tenant", required=True)
+@click.option("--label", default="")
+@click.option("--expires-in", help="Lifetime such as 90d, 24h or 30m; none by default.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def keys_issue(
+    cli: CliContext, tenant: str, label: str, expires_in: str | None, as_json: bool
+) -> None:
+    """Issue a key for TENANT and print it once."""
+    lifetime = parse_duration(expires_in) if expires_in else None
+    with cli.session() as session:
+        issued = issue_key(
+            session,
+            cli.settings.secret_key,
+            tenant_name=tenant,
+            created_by=cli.actor,
+            label=label,
+            expires_in=lifetime,
+        )
+    _echo_issued(issued, as_json)
+
+
+@keys.command("list")
+@click.option("--tenant")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    with cli.session() as session:
+        found = list_keys(session, tenant_name=tenant)
+    if as_json:
+        echo_json([key_json(k) for k in found])
+        return
+    now = utcnow()
+    echo_table(
+        ["key id", "tenant", "label", "state", "created", "expires", "last used", "revoked"],
+        [
+            [
+                k.key_id,
+                k.tenant_name,
+                k.label or None,
+                k.state(now),
+                k.created_at,
+                k.expires_at,
+                k.last_used_at,
+                k.revoked_at,
+            ]
+            for k in found
+        ],
+    )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", default="")
+@pass_cli
+@handle_errors
+def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
+    """Revoke a key; the next request with it is refused."""
+    with cli.session() as session:
+        revoke_key(session, key_id, reason=reason)
+    click.echo(f"key {key_id} revoked")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--grace", default="24h", show_default=True, help="How long the old key still works.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def keys_rotate(cli: CliContext, key_id: str, grace: str, as_json: bool) -> None:
+    """Issue a successor key; the old one keeps working until the grace period ends."""
+    grace_period = parse_duration(grace) if grace != "0" else timedelta(0)
+    with cli.session() as session:
+        issued = rotate_key(
+            session, cli.settings.secret_key, key_id, created_by=cli.actor, grace=grace_period
+        )
+    _echo_issued(issued, as_json)
+    if not as_json:
+        click.echo(f"key {key_id} stops working at the end of the {grace} grace period")

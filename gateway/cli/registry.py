@@ -1,0 +1,141 @@
+"""`predgate models`: register, train, list and show model versions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from models.training import train_model
+
+from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
+
+
+@click.group()
+def models() -> None:
+    """The model registry."""
+
+
+def model_summary(meta: ModelVersion) -> dict[str, Any]:
+    """A model version as JSON-ready values."""
+    summary = asdict(meta)
+    summary["features"] = list(meta.features)
+    summary["classes"] = list(meta.classes) if meta.classes is not None else None
+    return summary
+
+
+def _echo_registered(meta: ModelVersion) -> None:
+    click.echo(f"registered {meta.ref} ({meta.task}, {len(meta.features)} features)")
+    click.echo(f"  artifact sha256 {meta.artifact_sha256} ({meta.artifact_size} bytes)")
+    if meta.runtime == "onnx":
+        click.echo(f"  compiled to ONNX; parity max abs error {meta.parity_max_abs_error:.3g}")
+    else:
+        click.echo(f"  served with scikit-learn: {meta.onnx_note}")
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--features", help="Comma-separated feature names, when the model has none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@pass_cli
+@handle_errors
+def models_register(
+    cli: CliContext, name: str, path: Path, features: str | None, as_json: bool
+) -> None:
+    """Register a fitted scikit-learn joblib file as the next version of NAME."""
+    feature_list = [f.strip() for f in features.split(",")] if features else None
+    with cli.session() as session:
+        meta = register_model(
+            session,
+            cli.artifacts,
+            name=name,
+            artifact_path=path,
+            registered_by=cli.actor,
+            features=feature_list,
+        )
+    if as_json:
+        echo_json(model_summary(meta))
+    else:
+        _echo_registered(meta)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def models_list(cli: CliContext, as_json: bool) -> None:
+    """List every registered model version."""
+    with cli.session() as session:
+        versions = list_models(session)
+    if as_json:
+        echo_json([model_summary(m) for m in versions])
+        return
+    echo_table(
+        ["model", "task", "runtime", "features", "sha256", "registered"],
+        [
+            [m.ref, m.task, m.runtime, len(m.features), m.artifact_sha256[:12], m.registered_at]
+            for m in versions
+        ],
+    )
+
+
+@models.command("show")
+@click.argument("ref")
+@pass_cli
+@handle_errors
+def models_show(cli: CliContext, ref: str) -> None:
+    """Show NAME (latest version) or NAME@VERSION as JSON."""
+    name, version = parse_model_ref(ref)
+    with cli.session() as session:
+        echo_json(model_summary(get_model(session, name, version)))
+
+
+@models.command("train")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--target", required=True, help="The column to predict.")
+@click.option("--name", required=True, help="The model name to register the result under.")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["random-forest", "linear", "logistic"]),
+    default="random-forest",
+    show_default=True,
+)
+@click.option("--test-size", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True)
+@click.option("--grid", is_flag=True, help="Search a small hyper-parameter grid.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def models_train(
+    cli: CliContext,
+    data_path: Path,
+    target: str,
+    name: str,
+    algorithm: str,
+    test_size: float,
+    grid: bool,
+    as_json: bool,
+) -> None:
+    """Train on a CSV file, report test metrics, and register the result."""
+    progress = (lambda _msg: None) if as_json else (lambda msg: click.echo(f"... {msg}", err=True))
+    with cli.session() as session:
+        result = train_model(
+            session,
+            cli.artifacts,
+            data_path=data_path,
+            target=target,
+            name=name,
+            algorithm=algorithm,  # type: ignore[arg-type]  # click.Choice guarantees the literal
+            test_size=test_size,
+            grid=grid,
+            registered_by=cli.actor,
+            progress=progress,
+        )
+    if as_json:
+        echo_json({**model_summary(result.model_version), "rows_used": result.rows_used})
+        return
+    _echo_registered(result.model_version)
+    for metric, value in result.metrics.items():
+        click.echo(f"  {metric}: {value}")

@@ -1,0 +1,96 @@
+"""`predgate tenants`: create, list, assign, suspend, resume."""
+
+from __future__ import annotations
+
+import click
+
+from auth.tenants import (
+    Tenant,
+    assign_model,
+    create_tenant,
+    list_tenants,
+    set_tenant_status,
+)
+from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from models.registry import parse_model_ref
+
+
+@click.group()
+def tenants() -> None:
+    """Partner tenants."""
+
+
+def _tenant_json(tenant: Tenant) -> dict[str, object]:
+    return {
+        "tenant": tenant.name,
+        "status": tenant.status,
+        "model": tenant.model_ref,
+        "created_at": tenant.created_at,
+    }
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
+    """Create a tenant."""
+    with cli.session() as session:
+        tenant = create_tenant(session, name=name)
+    if as_json:
+        echo_json(_tenant_json(tenant))
+    else:
+        click.echo(f"created tenant {tenant.name}")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def tenants_list(cli: CliContext, as_json: bool) -> None:
+    """List tenants with their status and model."""
+    with cli.session() as session:
+        rows = list_tenants(session)
+    if as_json:
+        echo_json([_tenant_json(t) for t in rows])
+        return
+    echo_table(
+        ["tenant", "status", "model", "created"],
+        [[t.name, t.status, t.model_ref, t.created_at] for t in rows],
+    )
+
+
+@tenants.command("assign")
+@click.argument("tenant")
+@click.argument("model_ref", metavar="MODEL[@VERSION]")
+@pass_cli
+@handle_errors
+def tenants_assign(cli: CliContext, tenant: str, model_ref: str) -> None:
+    """Route TENANT's predictions to MODEL (latest version) or MODEL@VERSION (pinned)."""
+    name, version = parse_model_ref(model_ref)
+    with cli.session() as session:
+        updated = assign_model(session, tenant, model_name=name, version=version)
+    click.echo(f"tenant {updated.name} -> {updated.model_ref}")
+
+
+@tenants.command("suspend")
+@click.argument("tenant")
+@pass_cli
+@handle_errors
+def tenants_suspend(cli: CliContext, tenant: str) -> None:
+    """Suspend a tenant: its credentials answer 403 from the next request."""
+    with cli.session() as session:
+        set_tenant_status(session, tenant, status="suspended")
+    click.echo(f"tenant {tenant} suspended")
+
+
+@tenants.command("resume")
+@click.argument("tenant")
+@pass_cli
+@handle_errors
+def tenants_resume(cli: CliContext, tenant: str) -> None:
+    """Resume a suspended tenant."""
+    with cli.session() as session:
+        set_tenant_status(session, tenant, status="active")
+    click.echo(f"tenant {tenant} resumed")

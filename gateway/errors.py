@@ -1,0 +1,144 @@
+"""One error shape: every failure becomes RFC 9457 application/problem+json.
+
+Domain errors carry a stable ``code`` and ``status``; Werkzeug's HTTP errors get codes from
+the table below. Details are fixed sentences: submitted values are never echoed, and the text
+of an unexpected exception never leaves the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from auth.errors import AuthError
+from gateway.request_id import current_request_id
+from models.errors import ModelError
+
+log = logging.getLogger("predgate.errors")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# Werkzeug's HTTP errors: status -> (code, title, detail).
+HTTP_PROBLEMS: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "Bad request", "The request could not be understood."),
+    404: ("not_found", "Not found", "No resource exists at this path."),
+    405: ("method_not_allowed", "Method not allowed", "This path does not accept that method."),
+    413: ("payload_too_large", "Payload too large", "The request body exceeds the size limit."),
+    415: ("unsupported_media_type", "Unsupported media type", "Send the body as application/json."),
+}
+
+# Domain error codes whose message is safe and useful to show as the problem's detail.
+PUBLIC_DETAILS: dict[str, str] = {
+    "missing_credentials": "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.",
+    "malformed_credentials": "The credential is not well formed.",
+    "invalid_key": "The API key is not valid.",
+    "revoked_key": "The API key has been revoked.",
+    "expired_key": "The API key has expired.",
+    "tenant_suspended": "The tenant of this credential is suspended.",
+    "credentials_in_query": "Send credentials in a header, never in the URL.",
+    "no_model_assigned": "No model is assigned to this tenant yet.",
+    "model_unavailable": "The assigned model cannot be served right now.",
+    "model_not_found": "The assigned model does not exist.",
+    "probabilities_unsupported": "Probabilities are available for classifiers only.",
+}
+
+
+class ApiError(Exception):
+    """An error raised by the HTTP layer itself (validation, content type, limits)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build the problem+json response every error path uses."""
+    body: dict[str, Any] = {
+        "type": f"urn:predgate:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    body.update(extra or {})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, extra=exc.extra, headers=exc.headers
+    )
+
+
+def _handle_domain_error(exc: AuthError | ModelError) -> Response:
+    if exc.status >= 500:
+        # The message (which file, which digest) is for operators only.
+        log.error("domain error %s: %s", exc.code, exc)
+    title = getattr(exc, "title", exc.code.replace("_", " ").capitalize())
+    if getattr(exc, "public_message", False):
+        # Messages built only from schema names and limits, never from submitted values.
+        detail = str(exc)
+    else:
+        detail = PUBLIC_DETAILS.get(exc.code, title)
+    extra = None
+    field = getattr(exc, "field", None)
+    if field is not None:
+        extra = {"errors": [{"field": field, "reason": getattr(exc, "reason", exc.code)}]}
+    return problem_response(exc.status, exc.code, title, detail, extra=extra)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code, title, detail = HTTP_PROBLEMS.get(
+        status, (f"http_{status}", exc.name, "The request could not be processed.")
+    )
+    headers = {}
+    if status == 405 and exc.response is None:
+        allow = exc.get_headers()
+        headers = {k: v for k, v in allow if k.lower() == "allow"}
+    return problem_response(status, code, title, detail, headers=headers)
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem_response(
+        500, "internal_error", "Internal server error", "The server failed to handle the request."
+    )
+
+
+def init_errors(app: Flask) -> None:
+    """Register the single error mapping."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(AuthError, _handle_domain_error)
+    app.register_error_handler(ModelError, _handle_domain_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,81 @@
+"""Request and response bodies: the pydantic models views validate with and OpenAPI documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class PredictRequest(BaseModel):
+    """One record as top-level fields, or several under `instances`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"area": 120, "rooms": 2, "bathrooms": 1, "location": 1},
+                {
+                    "instances": [{"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}],
+                    "return_probabilities": False,
+                },
+            ]
+        },
+    )
+    # Top-level feature values of a single record (the tutorial request), typed for validation.
+    __pydantic_extra__: dict[str, FeatureValue] = Field(init=False)
+
+    instances: list[dict[str, FeatureValue]] | None = Field(
+        default=None, description="A batch of records, each mapping feature name to number."
+    )
+    return_probabilities: StrictBool = Field(
+        default=False, description="Also return class probabilities (classifiers only)."
+    )
+
+    def records(self) -> list[dict[str, float]]:
+        """The records to predict, whichever form the body used."""
+        single = dict(self.model_extra or {})
+        if self.instances is not None:
+            return self.instances if not single else [*self.instances, single]
+        return [single] if single else []
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class PredictResponse(BaseModel):
+    predictions: list[float | int | str]
+    probabilities: list[dict[str, float]] | None = Field(
+        default=None, description="Per record, probability by class label (when asked)."
+    )
+    model: ModelRef
+    request_id: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    task: str
+    features: list[str]
+    classes: list[Any] | None
+    runtime: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str
+
+
+class HealthStatus(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,70 @@
+"""Model registry and inference errors, each with a stable code and the HTTP status it means.
+
+Messages are for operators' logs: they may name files, digests and shapes, never feature values.
+"""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base of every error this package raises."""
+
+    code = "model_error"
+    status = 400
+    title = "Model error"
+
+
+class ModelNotFound(ModelError):
+    """No model has that name, or it has no such version."""
+
+    code = "model_not_found"
+    status = 404
+    title = "Model not found"
+
+
+class InvalidModelRef(ModelError, ValueError):
+    """A model name or `name@version` reference is malformed."""
+
+    code = "invalid_model_ref"
+    status = 422
+    title = "Invalid model reference"
+
+
+class InvalidArtifact(ModelError):
+    """The file is not a loadable, fitted scikit-learn estimator matching its feature schema."""
+
+    code = "invalid_artifact"
+    status = 422
+    title = "Invalid model artifact"
+
+
+class ArtifactIntegrityError(ModelError):
+    """A stored artifact is missing or its SHA-256 differs from its record."""
+
+    code = "model_unavailable"
+    status = 503
+    title = "Model unavailable"
+
+
+class TrainingError(ModelError):
+    """Training could not run on the given data or arguments."""
+
+    code = "training_failed"
+    status = 422
+    title = "Training failed"
+
+
+class InvalidInput(ModelError):
+    """Rows handed to a model do not have its shape or hold non-finite numbers."""
+
+    code = "invalid_input"
+    status = 422
+    title = "Invalid input rows"
+
+
+class ProbabilitiesUnsupported(ModelError):
+    """Probabilities were asked of a model that does not produce them (a regressor)."""
+
+    code = "probabilities_unsupported"
+    status = 422
+    title = "Probabilities unsupported"

@@ -1,0 +1,187 @@
+"""Inference: load a verified model version once, predict many times, cache a bounded few."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import numpy as np
+import onnxruntime
+from numpy.typing import NDArray
+
+from models.artifacts import ArtifactStore
+from models.compilation import label_lookup, map_labels, open_session, run_session
+from models.errors import ArtifactIntegrityError, InvalidInput, ProbabilitiesUnsupported
+from models.estimators import Label, plain_label, sklearn_input
+from models.registry import ModelVersion
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+CacheKey = tuple[str, int, str, str | None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Plain JSON-ready predictions and, when asked, probabilities keyed by str(class label)."""
+
+    predictions: list[float | int | str]
+    probabilities: list[dict[str, float]] | None
+
+
+class LoadedModel:
+    """A model version ready to serve: an ONNX session or a verified scikit-learn estimator.
+
+    Built once and shared; predict() keeps no per-call state, so threads may call it at once.
+    """
+
+    def __init__(
+        self,
+        meta: ModelVersion,
+        *,
+        session: onnxruntime.InferenceSession | None = None,
+        estimator: Any = None,
+    ) -> None:
+        if (session is None) == (estimator is None):
+            raise ValueError("a loaded model has an ONNX session or an estimator, not both")
+        self.meta = meta
+        self._session = session
+        self._estimator = estimator
+        self._has_proba = hasattr(estimator, "predict_proba")
+        self._lookup = label_lookup(meta.classes) if meta.classes is not None else {}
+
+    def predict(self, rows: NDArray[np.float64], *, probabilities: bool) -> Prediction:
+        """Predict rows given in meta.features order; probabilities only for classifiers."""
+        if probabilities and self.meta.classes is None:
+            raise ProbabilitiesUnsupported(f"{self.meta.ref} is a regressor")
+        if probabilities and self._estimator is not None and not self._has_proba:
+            raise ProbabilitiesUnsupported(f"{self.meta.ref} has no predict_proba")
+        matrix = self._checked(rows)
+        if matrix.shape[0] == 0:
+            return Prediction(predictions=[], probabilities=[] if probabilities else None)
+        if self._session is not None:
+            return self._predict_onnx(self._session, matrix, probabilities)
+        return self._predict_sklearn(matrix, probabilities)
+
+    def _checked(self, rows: NDArray[np.float64]) -> NDArray[np.float64]:
+        matrix = np.asarray(rows, dtype=np.float64)
+        width = len(self.meta.features)
+        if matrix.ndim != 2 or matrix.shape[1] != width:
+            raise InvalidInput(f"rows must have shape [n, {width}], not {list(matrix.shape)}")
+        if not np.all(np.isfinite(matrix)):
+            raise InvalidInput("rows must hold finite numbers only")
+        # ONNX reads float32: a larger magnitude would silently become infinity.
+        if self._session is not None and np.any(np.abs(matrix) > _FLOAT32_MAX):
+            raise InvalidInput("values must lie within the float32 range")
+        return matrix
+
+    def _predict_onnx(
+        self, session: onnxruntime.InferenceSession, rows: NDArray[np.float64], probabilities: bool
+    ) -> Prediction:
+        first, second = run_session(session, rows)
+        if self.meta.classes is None:
+            values: list[float | int | str] = [float(v) for v in first.reshape(-1).tolist()]
+            return Prediction(predictions=values, probabilities=None)
+        labels: list[float | int | str] = list(map_labels(first, self._lookup))
+        if not probabilities:
+            return Prediction(predictions=labels, probabilities=None)
+        if second is None:
+            raise RuntimeError(f"ONNX model {self.meta.ref} returned no probabilities")
+        return Prediction(predictions=labels, probabilities=self._keyed(second))
+
+    def _predict_sklearn(self, rows: NDArray[np.float64], probabilities: bool) -> Prediction:
+        data = sklearn_input(self._estimator, rows)
+        raw = np.asarray(self._estimator.predict(data))
+        if self.meta.classes is None:
+            values: list[float | int | str] = [float(v) for v in raw.reshape(-1).tolist()]
+            return Prediction(predictions=values, probabilities=None)
+        labels: list[float | int | str] = [self._registered(v) for v in raw.reshape(-1).tolist()]
+        if not probabilities:
+            return Prediction(predictions=labels, probabilities=None)
+        scores = np.asarray(self._estimator.predict_proba(data))
+        return Prediction(predictions=labels, probabilities=self._keyed(scores))
+
+    def _registered(self, value: Any) -> Label:
+        try:
+            return self._lookup[plain_label(value)]
+        except KeyError:
+            raise RuntimeError(f"{self.meta.ref} predicted a label outside its classes") from None
+
+    def _keyed(self, scores: NDArray[Any]) -> list[dict[str, float]]:
+        assert self.meta.classes is not None
+        keys = [str(c) for c in self.meta.classes]
+        if scores.ndim != 2 or scores.shape[1] != len(keys):
+            raise RuntimeError(f"{self.meta.ref} returned probabilities of the wrong shape")
+        return [dict(zip(keys, map(float, row), strict=True)) for row in scores.tolist()]
+
+
+def load_model(store: ArtifactStore, meta: ModelVersion) -> LoadedModel:
+    """Read a version's artifact through SHA-256 verification and make it ready to predict."""
+    if meta.runtime == "onnx":
+        if meta.onnx_sha256 is None:
+            raise ArtifactIntegrityError(f"{meta.ref} is recorded as ONNX without an ONNX digest")
+        # ONNX is plain data: serving this version never unpickles anything.
+        data = store.read_verified(meta.onnx_sha256, "onnx")
+        return LoadedModel(meta, session=open_session(data))
+    if meta.runtime == "sklearn":
+        data = store.read_verified(meta.artifact_sha256, "joblib")
+        # Unpickling runs code; these bytes were just proven identical to the registered file.
+        return LoadedModel(meta, estimator=joblib.load(io.BytesIO(data)))
+    raise ArtifactIntegrityError(f"{meta.ref} has unknown runtime {meta.runtime!r}")
+
+
+class ModelCache:
+    """A thread-safe LRU of loaded models, keyed by name, version and artifact digests."""
+
+    def __init__(self, store: ArtifactStore, *, maxsize: int = 8) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.store = store
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
+        self._loading: dict[CacheKey, threading.Event] = {}
+
+    def get(self, meta: ModelVersion) -> LoadedModel:
+        """The loaded model for this version, loading it on a miss; failed loads are not kept."""
+        key: CacheKey = (meta.name, meta.version, meta.artifact_sha256, meta.onnx_sha256)
+        while True:
+            with self._lock:
+                loaded = self._entries.get(key)
+                if loaded is not None:
+                    self._entries.move_to_end(key)
+                    return loaded
+                pending = self._loading.get(key)
+                if pending is None:
+                    pending = self._loading[key] = threading.Event()
+                    break
+            # Another thread is loading this key: wait for it, then look again (and load
+            # ourselves if that load failed).
+            pending.wait()
+        # Loading reads and verifies a file: done outside the lock so other models stay served.
+        try:
+            loaded = load_model(self.store, meta)
+        except BaseException:
+            with self._lock:
+                del self._loading[key]
+            pending.set()
+            raise
+        with self._lock:
+            self._entries[key] = loaded
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+            del self._loading[key]
+        pending.set()
+        return loaded
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every loaded model."""
+        with self._lock:
+            self._entries.clear()

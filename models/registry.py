@@ -1,0 +1,189 @@
+"""The model registry: immutable, numbered versions of verified, content-addressed artifacts."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.base import utcnow
+from models.artifacts import ArtifactStore
+from models.compilation import compile_onnx
+from models.errors import InvalidArtifact, InvalidModelRef, ModelNotFound
+from models.estimators import Label, describe_estimator, probe_estimator
+from models.tables import ModelVersionRow
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_MODEL_REF = re.compile(r"^([^@]+)@([1-9][0-9]{0,8})$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model, as recorded; never changes once registered."""
+
+    name: str
+    version: int
+    task: str  # "regression" | "classification"
+    features: tuple[str, ...]
+    classes: tuple[Label, ...] | None
+    artifact_sha256: str
+    artifact_size: int
+    runtime: str  # "onnx" | "sklearn"
+    onnx_sha256: str | None
+    onnx_note: str | None
+    parity_max_abs_error: float | None
+    metrics: dict[str, Any] | None = field(hash=False)
+    registered_by: str
+    registered_at: datetime
+
+    @property
+    def ref(self) -> str:
+        """`name@version`."""
+        return f"{self.name}@{self.version}"
+
+
+def parse_model_ref(text: str) -> tuple[str, int | None]:
+    """Split `NAME` or `NAME@VERSION` into (name, version or None)."""
+    match = _MODEL_REF.match(text)
+    name, version = (match.group(1), int(match.group(2))) if match else (text, None)
+    if "@" in name or not MODEL_NAME.match(name):
+        raise InvalidModelRef(
+            "a model reference is NAME or NAME@VERSION: a name of 1-100 lowercase letters, "
+            "digits, '.', '_' or '-' starting alphanumeric, and a version from 1"
+        )
+    return name, version
+
+
+def register_model(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    name: str,
+    artifact_path: Path,
+    registered_by: str,
+    features: Sequence[str] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> ModelVersion:
+    """Verify an operator's joblib estimator, compile it to ONNX when possible, add a version.
+
+    The row is added and flushed; committing is the caller's job.
+    """
+    if not MODEL_NAME.match(name):
+        raise InvalidModelRef(
+            "a model name is 1-100 lowercase letters, digits, '.', '_' or '-', "
+            "starting alphanumeric"
+        )
+    recorded_metrics = _json_metrics(metrics)
+    try:
+        data = Path(artifact_path).read_bytes()
+    except OSError as exc:
+        raise InvalidArtifact(
+            f"cannot read {artifact_path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    # The operator's file is trusted here and only here. Unpickling the very bytes that are
+    # stored means what was checked is what will be served.
+    try:
+        estimator = joblib.load(io.BytesIO(data))
+    except Exception as exc:
+        raise InvalidArtifact(
+            f"{Path(artifact_path).name} is not a loadable joblib file ({type(exc).__name__})"
+        ) from None
+    info = describe_estimator(estimator, features)
+    sample = probe_estimator(estimator, info)
+    compiled = compile_onnx(estimator, info, sample)
+
+    artifact_sha, artifact_size = store.put_bytes(data, "joblib")
+    onnx_sha = None
+    if compiled.onnx is not None:
+        onnx_sha, _ = store.put_bytes(compiled.onnx, "onnx")
+
+    row = ModelVersionRow(
+        name=name,
+        version=_next_version(session, name),
+        task=info.task,
+        features=list(info.features),
+        classes=None if info.classes is None else list(info.classes),
+        artifact_sha256=artifact_sha,
+        artifact_size=artifact_size,
+        runtime="onnx" if onnx_sha is not None else "sklearn",
+        onnx_sha256=onnx_sha,
+        onnx_note=compiled.note,
+        parity_max_abs_error=compiled.max_abs_error,
+        metrics=recorded_metrics,
+        # The column holds 200 characters; an operator name longer than that is cut, not refused.
+        registered_by=registered_by[:200],
+        registered_at=utcnow(),
+    )
+    session.add(row)
+    # Two registrations racing for the same name fail here on the (name, version) constraint.
+    session.flush()
+    return _to_version(row)
+
+
+def list_models(session: Session) -> list[ModelVersion]:
+    """Every registered version, ordered by name then version."""
+    rows = session.scalars(
+        select(ModelVersionRow).order_by(ModelVersionRow.name, ModelVersionRow.version)
+    )
+    return [_to_version(row) for row in rows]
+
+
+def get_model(session: Session, name: str, version: int | None = None) -> ModelVersion:
+    """The given version of a model, or its latest version when version is None."""
+    query = select(ModelVersionRow).where(ModelVersionRow.name == name)
+    if version is None:
+        query = query.order_by(ModelVersionRow.version.desc()).limit(1)
+    else:
+        query = query.where(ModelVersionRow.version == version)
+    row = session.scalar(query)
+    if row is None:
+        which = name if version is None else f"{name}@{version}"
+        raise ModelNotFound(f"no registered model {which!r}")
+    return _to_version(row)
+
+
+def _next_version(session: Session, name: str) -> int:
+    latest = session.scalar(
+        select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+    )
+    return 1 if latest is None else int(latest) + 1
+
+
+def _json_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if metrics is None:
+        return None
+    # Round-trip so the row holds exactly what the JSON column will give back.
+    try:
+        loaded = json.loads(json.dumps(dict(metrics), allow_nan=False))
+    except (TypeError, ValueError):
+        raise InvalidArtifact("metrics must be JSON-serialisable with finite numbers") from None
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _to_version(row: ModelVersionRow) -> ModelVersion:
+    return ModelVersion(
+        name=row.name,
+        version=row.version,
+        task=row.task,
+        features=tuple(row.features),
+        classes=None if row.classes is None else tuple(row.classes),
+        artifact_sha256=row.artifact_sha256,
+        artifact_size=row.artifact_size,
+        runtime=row.runtime,
+        onnx_sha256=row.onnx_sha256,
+        onnx_note=row.onnx_note,
+        parity_max_abs_error=row.parity_max_abs_error,
+        metrics=None if row.metrics is None else dict(row.metrics),
+        registered_by=row.registered_by,
+        registered_at=row.registered_at,
+    )

@@ -1,0 +1,209 @@
+"""Shared fixtures: settings per test, an app and client on SQLite and (when
+PREDGATE_TEST_DATABASE_URL is set) PostgreSQL, and builders for tenants, keys and models."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import joblib
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from auth.api_keys import issue_key
+from auth.tenants import assign_model, create_tenant
+from config import Settings
+from db.base import Base
+from db.engine import create_db_engine, make_session_factory
+from db.migrations import upgrade
+from gateway import create_app
+from models.artifacts import ArtifactStore
+from models.registry import ModelVersion, register_model
+from tests import fixtures_models
+
+PG_URL_VARIABLE = "PREDGATE_TEST_DATABASE_URL"
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(PG_URL_VARIABLE) else ["sqlite"]
+
+
+@dataclass(frozen=True)
+class Database:
+    """A migrated database for this test session, reset between tests."""
+
+    backend: str
+    url: str
+    template: Path | None  # SQLite: a migrated file copied for each test
+
+
+@pytest.fixture(scope="session", params=_backends())
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """One migrated database per backend and session."""
+    if request.param == "sqlite":
+        template = tmp_path_factory.mktemp("db") / "template.db"
+        engine = create_db_engine(f"sqlite:///{template}")
+        upgrade(engine)
+        engine.dispose()
+        yield Database("sqlite", "", template)
+        return
+    base_url = os.environ[PG_URL_VARIABLE]
+    schema = f"predgate_test_{uuid.uuid4().hex[:10]}"
+    admin = create_db_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base_url else "?"
+    url = f"{base_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    engine = create_db_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield Database("postgresql", url, None)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(database: Database, tmp_path: Path) -> Iterator[str]:
+    """A clean, migrated database for one test."""
+    if database.template is not None:
+        path = tmp_path / "predgate.db"
+        shutil.copyfile(database.template, path)
+        yield f"sqlite:///{path}"
+        return
+    yield database.url
+    engine = create_db_engine(database.url)
+    tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for one test: its own data directory, database and secret."""
+    return Settings(
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        secret_key=secrets.token_hex(32).encode(),
+        max_batch=50,
+        max_body_bytes=64 * 1024,
+        model_cache_size=4,
+        instance_id="test",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    from gateway.runtime import get_runtime
+
+    get_runtime(application).engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    db_engine = create_db_engine(settings.database_url)
+    yield db_engine
+    db_engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with make_session_factory(engine)() as db_session:
+        yield db_session
+
+
+@pytest.fixture
+def artifacts(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(settings.artifacts_dir)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small fitted joblib files, built once per session."""
+    folder = tmp_path_factory.mktemp("model-files")
+    paths = {}
+    for name, estimator in fixtures_models.build_estimators().items():
+        paths[name] = folder / f"{name}.joblib"
+        joblib.dump(estimator, paths[name])
+    return paths
+
+
+@dataclass
+class World:
+    """Two tenants, each with its own model and key: acme -> house-price, globex -> iris."""
+
+    acme_key: str
+    globex_key: str
+    acme_key_id: str
+    globex_key_id: str
+    house_price: ModelVersion
+    iris: ModelVersion
+
+
+@pytest.fixture
+def world(
+    session: Session, settings: Settings, artifacts: ArtifactStore, model_files: dict[str, Path]
+) -> World:
+    """The demo's shape, built with the domain functions the CLI uses."""
+    house = register_model(
+        session,
+        artifacts,
+        name="house-price",
+        artifact_path=model_files["house-price"],
+        registered_by="test",
+    )
+    iris = register_model(
+        session, artifacts, name="iris", artifact_path=model_files["iris"], registered_by="test"
+    )
+    keys = {}
+    for tenant, model in (("acme", "house-price"), ("globex", "iris")):
+        create_tenant(session, name=tenant)
+        assign_model(session, tenant, model_name=model, version=None)
+        keys[tenant] = issue_key(
+            session, settings.secret_key, tenant_name=tenant, created_by="test"
+        )
+    session.commit()
+    return World(
+        acme_key=keys["acme"].api_key,
+        globex_key=keys["globex"].api_key,
+        acme_key_id=keys["acme"].key.key_id,
+        globex_key_id=keys["globex"].key.key_id,
+        house_price=house,
+        iris=iris,
+    )
+
+
+def bearer(key: str) -> dict[str, str]:
+    """Authorization header for a key or token."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+HOUSE = {"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

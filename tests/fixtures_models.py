@@ -1,0 +1,22 @@
+"""Small fitted estimators for tests: quick to fit, same shapes as the demo's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.training import make_house_price_data, make_iris_data
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def build_estimators() -> dict[str, Any]:
+    """house-price (forest regressor) and iris (logistic classifier with string classes)."""
+    house = make_house_price_data(rows=400, seed=1)
+    regressor = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0, n_jobs=1)
+    regressor.fit(house.drop(columns=["price"]), house["price"])
+    iris = make_iris_data()
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    classifier.fit(iris.drop(columns=["species"]), iris["species"])
+    return {"house-price": regressor, "iris": classifier}

@@ -1,0 +1,115 @@
+"""POST /v1/predict and GET /v1/model through the Flask test client."""
+
+from __future__ import annotations
+
+import joblib
+import pandas as pd
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import HOUSE, IRIS, World, bearer
+
+
+def test_tutorial_request_predicts_house_price(
+    client: FlaskClient, world: World, model_files
+) -> None:
+    response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
+    assert response.status_code == 200
+    body = response.get_json()
+    expected = joblib.load(model_files["house-price"]).predict(pd.DataFrame([HOUSE]))[0]
+    assert body["predictions"] == pytest.approx([expected], rel=1e-4)
+    assert body["model"] == {"name": "house-price", "version": 1}
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "probabilities" not in body
+
+
+def test_x_api_key_header_is_accepted(client: FlaskClient, world: World) -> None:
+    response = client.post("/v1/predict", json=HOUSE, headers={"X-API-Key": world.acme_key})
+    assert response.status_code == 200
+
+
+def test_batch_with_probabilities(client: FlaskClient, world: World) -> None:
+    other = {**IRIS, "petal_length": 5.5, "petal_width": 2.1}
+    response = client.post(
+        "/v1/predict",
+        json={"instances": [IRIS, other], "return_probabilities": True},
+        headers=bearer(world.globex_key),
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["predictions"] == ["setosa", "virginica"]
+    assert body["model"] == {"name": "iris", "version": 1}
+    assert len(body["probabilities"]) == 2
+    assert set(body["probabilities"][0]) == {"setosa", "versicolor", "virginica"}
+    assert sum(body["probabilities"][0].values()) == pytest.approx(1.0, abs=1e-4)
+    assert max(body["probabilities"][0], key=body["probabilities"][0].get) == "setosa"
+
+
+def test_probabilities_refused_for_regressor(client: FlaskClient, world: World) -> None:
+    response = client.post(
+        "/v1/predict", json={**HOUSE, "return_probabilities": True}, headers=bearer(world.acme_key)
+    )
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "probabilities_unsupported"
+
+
+def test_model_endpoint_describes_assigned_model(client: FlaskClient, world: World) -> None:
+    response = client.get("/v1/model", headers=bearer(world.globex_key))
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "name": "iris",
+        "version": 1,
+        "task": "classification",
+        "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "classes": ["setosa", "versicolor", "virginica"],
+        "runtime": "onnx",
+    }
+
+
+def test_new_version_is_picked_up_without_restart(
+    client: FlaskClient, world: World, session, artifacts, model_files
+) -> None:
+    from models.registry import register_model
+
+    assert client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key)).status_code == 200
+    register_model(
+        session,
+        artifacts,
+        name="house-price",
+        artifact_path=model_files["house-price"],
+        registered_by="test",
+    )
+    session.commit()
+    response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
+    assert response.get_json()["model"] == {"name": "house-price", "version": 2}
+
+
+def test_pinned_version_stays_pinned(
+    client: FlaskClient, world: World, session, artifacts, model_files
+) -> None:
+    from auth.tenants import assign_model
+    from models.registry import register_model
+
+    assign_model(session, "acme", model_name="house-price", version=1)
+    register_model(
+        session,
+        artifacts,
+        name="house-price",
+        artifact_path=model_files["house-price"],
+        registered_by="test",
+    )
+    session.commit()
+    response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
+    assert response.get_json()["model"] == {"name": "house-price", "version": 1}
+
+
+def test_tenant_without_model_gets_clear_error(client: FlaskClient, session, settings) -> None:
+    from auth.api_keys import issue_key
+    from auth.tenants import create_tenant
+
+    create_tenant(session, name="initech")
+    key = issue_key(session, settings.secret_key, tenant_name="initech", created_by="test")
+    session.commit()
+    response = client.post("/v1/predict", json=HOUSE, headers=bearer(key.api_key))
+    assert response.status_code == 409
+    assert response.get_json()["code"] == "no_model_assigned"
