@@ -172,15 +172,21 @@ def authenticate_api_key(session: Session, server_secret: bytes, presented: str)
     ).first()
     expected = found[0].secret_hmac if found is not None else _DUMMY_HMAC
     if not hmac.compare_digest(hash_secret(server_secret, key_id, secret), expected) or not found:
-        raise AuthenticationFailed("invalid_key", "The API key is not valid.")
+        raise AuthenticationFailed("invalid_key", "The API key is not valid.", key_id=key_id)
     row, tenant = found
     now = utcnow()
     if row.revoked_at is not None:
-        raise AuthenticationFailed("revoked_key", "The API key has been revoked.")
+        raise AuthenticationFailed(
+            "revoked_key", "The API key has been revoked.", key_id=key_id, tenant_id=tenant.id
+        )
     if row.expires_at is not None and row.expires_at <= now:
-        raise AuthenticationFailed("expired_key", "The API key has expired.")
+        raise AuthenticationFailed(
+            "expired_key", "The API key has expired.", key_id=key_id, tenant_id=tenant.id
+        )
     if tenant.status != "active":
-        raise TenantSuspended("The tenant of this API key is suspended.")
+        raise TenantSuspended(
+            "The tenant of this API key is suspended.", key_id=key_id, tenant_id=tenant.id
+        )
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now  # the caller's commit persists it
         session.flush()

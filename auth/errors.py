@@ -17,9 +17,15 @@ class AuthenticationFailed(AuthError):
     status = 401
     title = "Authentication failed"
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(
+        self, code: str, detail: str, *, key_id: str | None = None, tenant_id: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.code = code
+        # The claimed key id (public, for the audit record) and, once the secret verified,
+        # the key's tenant.
+        self.key_id = key_id
+        self.tenant_id = tenant_id
 
 
 class CredentialsInQuery(AuthError):
@@ -36,6 +42,11 @@ class TenantSuspended(AuthError):
     code = "tenant_suspended"
     status = 403
     title = "Tenant suspended"
+
+    def __init__(self, detail: str, *, key_id: str | None = None, tenant_id: int | None = None):
+        super().__init__(detail)
+        self.key_id = key_id
+        self.tenant_id = tenant_id
 
 
 class TenantNotFound(AuthError):

@@ -43,9 +43,19 @@ def running_server(env: dict[str, str], *, workers: int = 1, threads: int = 4) -
     """`predgate serve` on a free loopback port; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--workers", str(workers),
-         "--threads", str(threads)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            PREDGATE,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

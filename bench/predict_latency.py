@@ -38,7 +38,8 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(
-        str(data_dir / "artifacts" / onnx_sha[:2] / f"{onnx_sha}.onnx"), options,
+        str(data_dir / "artifacts" / onnx_sha[:2] / f"{onnx_sha}.onnx"),
+        options,
         providers=["CPUExecutionProvider"],
     )
     matrix = np.array([[120, 2, 1, 1]], dtype=np.float32)
@@ -59,7 +60,7 @@ def main() -> None:
             time_calls(lambda: http.get(f"{base}/healthz").raise_for_status(), count)
         )
     base_p50 = results["sklearn_predict"]["p50_ms"]
-    for name, stats in results.items():
+    for stats in results.values():
         stats["p50_vs_sklearn"] = round(stats["p50_ms"] / base_p50, 3)
     print(json.dumps({"requests": count, "results": results}, indent=2))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -30,6 +31,13 @@ class Settings:
     model_cache_size: int = 8
     log_level: str = "INFO"
     instance_id: str = "local"
+    # Audit log: Ed25519 checkpoint key (PEM or base64 seed; generated into data_dir if empty),
+    # checkpoint cadence, whether health checks are audited, proxies trusted for X-Forwarded-For.
+    audit_signing_key: str = field(default="", repr=False)
+    audit_checkpoint_records: int = 1000
+    audit_checkpoint_seconds: int = 60
+    audit_health_checks: bool = True
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def artifacts_dir(self) -> Path:
@@ -69,6 +77,15 @@ class Settings:
             model_cache_size=reader.integer("MODEL_CACHE_SIZE", 8, minimum=1),
             log_level=log_level,
             instance_id=reader.text("INSTANCE_ID", "") or socket.gethostname(),
+            audit_signing_key=reader.text("AUDIT_SIGNING_KEY", ""),
+            audit_checkpoint_records=reader.integer(
+                "AUDIT_CHECKPOINT_RECORDS", 1000, minimum=1, maximum=1000
+            ),
+            audit_checkpoint_seconds=reader.integer(
+                "AUDIT_CHECKPOINT_SECONDS", 60, minimum=1, maximum=60
+            ),
+            audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", True),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -86,7 +103,29 @@ class _Reader:
     def text(self, name: str, default: str) -> str:
         return self.env.get(PREFIX + name, default).strip()
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.env.get(PREFIX + name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{PREFIX}{name} must be true or false")
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        raw = self.env.get(PREFIX + name, "")
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"{PREFIX}{name} must be a comma-separated list of IP addresses or networks"
+                ) from None
+        return items
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
         raw = self.env.get(PREFIX + name)
         if raw is None or not raw.strip():
             return default
@@ -96,4 +135,6 @@ class _Reader:
             raise SettingsError(f"{PREFIX}{name} must be an integer") from None
         if value < minimum:
             raise SettingsError(f"{PREFIX}{name} must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{PREFIX}{name} must be at most {maximum}")
         return value

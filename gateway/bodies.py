@@ -23,7 +23,8 @@ def parse_json_body(model: type[ModelT]) -> ModelT:
             "Unsupported media type",
             "Send the body as application/json.",
         )
-    raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 past it)
+    # Bounded by MAX_CONTENT_LENGTH (413 past it); cached for the audit record's digest.
+    raw = request.get_data(cache=True)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -14,8 +14,9 @@ from typing import ParamSpec, TypeVar
 from flask import Flask, g, request
 
 from auth.api_keys import authenticate_api_key
-from auth.errors import AuthenticationFailed, CredentialsInQuery
+from auth.errors import AuthenticationFailed, CredentialsInQuery, TenantSuspended
 from auth.principal import Principal
+from gateway.audit_notes import note_audit
 from gateway.errors import ApiError
 from gateway.runtime import db_session, get_runtime
 
@@ -51,7 +52,15 @@ def resolve_caller() -> Principal:
         return cached
     credential = presented_credential()
     session = db_session()
-    principal = authenticate_api_key(session, get_runtime().settings.secret_key, credential)
+    try:
+        principal = authenticate_api_key(session, get_runtime().settings.secret_key, credential)
+    except (AuthenticationFailed, TenantSuspended) as failure:
+        # The claimed key id is public; the tenant only once the secret verified.
+        if failure.key_id is not None:
+            note_audit(principal_type="api_key", principal_id=failure.key_id, auth_method="api_key")
+        if failure.tenant_id is not None:
+            note_audit(tenant_id=failure.tenant_id)
+        raise
     session.commit()
     g.principal = principal
     return principal

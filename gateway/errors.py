@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, has_request_context, json
 from werkzeug.exceptions import HTTPException
 
 from auth.errors import AuthError
+from gateway.audit_notes import note_audit
 from gateway.request_id import current_request_id
 from models.errors import ModelError
 
@@ -78,6 +79,8 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Build the problem+json response every error path uses."""
+    if has_request_context():
+        note_audit(reason_code=code)
     body: dict[str, Any] = {
         "type": f"urn:predgate:problem:{code}",
         "title": title,

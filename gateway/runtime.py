@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g
-from models.inference import ModelCache
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.recorder import AuditConfig
+from audit.writer import AuditSink
 from config import Settings
 from models.artifacts import ArtifactStore
+from models.inference import ModelCache
 
 EXTENSION_KEY = "predgate.runtime"
 
@@ -24,6 +26,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     artifacts: ArtifactStore
     model_cache: ModelCache
+    audit_config: AuditConfig
+    audit_sink: AuditSink
 
 
 def init_runtime(app: Flask, runtime: Runtime) -> None:

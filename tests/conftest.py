@@ -26,6 +26,7 @@ from db.base import Base
 from db.engine import create_db_engine, make_session_factory
 from db.migrations import upgrade
 from gateway import create_app
+from gateway.runtime import get_runtime
 from models.artifacts import ArtifactStore
 from models.registry import ModelVersion, register_model
 from tests import fixtures_models
@@ -86,9 +87,19 @@ def database_url(database: Database, tmp_path: Path) -> Iterator[str]:
         return
     yield database.url
     engine = create_db_engine(database.url)
-    tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    tables = ", ".join(
+        f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables) if t.name != "audit_head"
+    )
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # Back to the state the migration leaves: an empty chain at the genesis hash.
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = 0, hash = :genesis, checkpoint_seq = 0, "
+                "checkpoint_at = NULL"
+            ),
+            {"genesis": "0" * 64},
+        )
     engine.dispose()
 
 
@@ -111,9 +122,9 @@ def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    from gateway.runtime import get_runtime
-
-    get_runtime(application).engine.dispose()
+    runtime = get_runtime(application)
+    runtime.audit_sink.close()
+    runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from spectree import Response
 
 from auth.tenants import get_assignment
+from gateway.audit_notes import note_audit
 from gateway.bodies import parse_json_body
 from gateway.caller import require_scope, resolve_caller
 from gateway.extensions import spec
@@ -49,6 +50,12 @@ def predict() -> ResponseReturnValue:
         batched=body.instances is not None,
         probabilities=body.return_probabilities,
         max_batch=runtime.settings.max_batch,
+    )
+    note_audit(
+        model_name=served.model.name,
+        model_version=served.model.version,
+        model_sha256=served.model.artifact_sha256,
+        rows=served.rows,
     )
     answer: dict[str, Any] = {
         "predictions": served.prediction.predictions,

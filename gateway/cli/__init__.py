@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import database, demo, keys, registry, serve, tenants
+from gateway.cli import audit, database, demo, keys, registry, serve, tenants
 from gateway.cli.context import CliContext
 
 
@@ -20,6 +20,7 @@ cli.add_command(database.db)
 cli.add_command(registry.models)
 cli.add_command(tenants.tenants)
 cli.add_command(keys.keys)
+cli.add_command(audit.audit)
 cli.add_command(demo.demo)
 cli.add_command(serve.serve)
 

@@ -7,6 +7,7 @@ import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, wraps
 from typing import Any, ParamSpec, TypeVar
@@ -15,12 +16,22 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from audit.recorder import AuditConfig, admin_event, load_audit_config, record_event
 from auth.errors import AuthError
 from config import Settings, SettingsError
 from db.engine import create_db_engine, make_session_factory
 from db.migrations import DatabaseNotMigrated, ensure_at_head
 from models.artifacts import ArtifactStore
 from models.errors import ModelError
+
+
+class AuditReadError(Exception):
+    """A refused audit command (bad export, refused prune); carries a stable code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,12 +62,62 @@ class CliContext:
         """Who is acting, as recorded on what the command changes."""
         return f"cli:{getpass.getuser()}"
 
+    @cached_property
+    def audit_config(self) -> AuditConfig:
+        return load_audit_config(
+            self.settings.data_dir,
+            signing_key=self.settings.audit_signing_key,
+            instance_id=self.settings.instance_id,
+            checkpoint_records=self.settings.audit_checkpoint_records,
+            checkpoint_seconds=self.settings.audit_checkpoint_seconds,
+        )
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session on a migrated database, committed when the block succeeds."""
         ensure_at_head(self.engine)
         with make_session_factory(self.engine)() as session, session.begin():
             yield session
+
+    @contextmanager
+    def act(self, event_type: str, **details: Any) -> Iterator[AdminAct]:
+        """An audited administrative act: the change and its audit record commit together;
+        a refused act is recorded as a failure in its own transaction."""
+        act = AdminAct(details=dict(details))
+        try:
+            with self.session() as session:
+                act.session = session
+                yield act
+                self._record(session, event_type, act, outcome="success", reason=None)
+        except (AuthError, ModelError, AuditReadError) as exc:
+            with self.session() as session:
+                self._record(session, event_type, act, outcome="failure", reason=exc.code)
+            raise
+
+    def _record(
+        self, session: Session, event_type: str, act: AdminAct, *, outcome: str, reason: str | None
+    ) -> None:
+        event = admin_event(
+            self.audit_config,
+            event_type=event_type,
+            principal_type="operator",
+            principal_id=self.actor,
+            auth_method="local",
+            outcome=outcome,
+            reason_code=reason,
+            tenant_id=act.tenant_id,
+            details=act.details,
+        )
+        record_event(session, self.audit_config, event)
+
+
+@dataclass
+class AdminAct:
+    """What an administrative command changed: filled in by the command, recorded after."""
+
+    details: dict[str, Any]
+    tenant_id: int | None = None
+    session: Session = field(init=False)
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -66,7 +127,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (AuthError, ModelError, SettingsError, DatabaseNotMigrated) as exc:
+        except (AuthError, ModelError, SettingsError, DatabaseNotMigrated, AuditReadError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import click
 import pandas as pd
-from models.training import make_house_price_data, make_iris_data, train_model
 from sqlalchemy.orm import Session
 
 from auth.api_keys import issue_key
 from auth.errors import TenantNotFound
 from auth.tenants import assign_model, create_tenant, get_tenant
 from db.migrations import upgrade
-from gateway.cli.context import CliContext, echo_json, handle_errors, pass_cli
-from models.artifacts import ArtifactStore
+from gateway.cli.context import AdminAct, CliContext, echo_json, handle_errors, pass_cli
 from models.errors import ModelNotFound
 from models.registry import get_model
+from models.training import make_house_price_data, make_iris_data, train_model
 
 # tenant -> (model, target column, algorithm, sample request)
 DEMO_TENANTS = {
@@ -37,34 +35,41 @@ DEMO_TENANTS = {
 }
 
 
-def _ensure_model(
-    session: Session,
-    artifacts: ArtifactStore,
-    data_dir: Path,
-    name: str,
-    target: str,
-    algorithm: str,
-    actor: str,
-) -> None:
+def _model_exists(session: Session, name: str) -> bool:
     try:
         get_model(session, name)
-        return
     except ModelNotFound:
-        pass
+        return False
+    return True
+
+
+def _tenant_id(session: Session, name: str) -> int | None:
+    try:
+        return get_tenant(session, name).id
+    except TenantNotFound:
+        return None
+
+
+def _train_demo_model(
+    act: AdminAct, cli: CliContext, name: str, target: str, algorithm: str
+) -> None:
+    data_dir = cli.settings.data_dir
     frame: pd.DataFrame = make_house_price_data() if name == "house-price" else make_iris_data()
     csv_path = data_dir / "demo" / f"{name}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv_path, index=False)
     click.echo(f"training {name} on {csv_path} ...", err=True)
-    train_model(
-        session,
-        artifacts,
+    result = train_model(
+        act.session,
+        cli.artifacts,
         data_path=csv_path,
         target=target,
         name=name,
         algorithm=algorithm,  # type: ignore[arg-type]
-        registered_by=actor,
+        registered_by=cli.actor,
     )
+    meta = result.model_version
+    act.details.update(version=meta.version, sha256=meta.artifact_sha256, runtime=meta.runtime)
 
 
 @click.command()
@@ -76,26 +81,32 @@ def demo(cli: CliContext, base_url: str, as_json: bool) -> None:
     """Set up demo models, tenants and keys (safe to re-run; issues fresh keys)."""
     upgrade(cli.engine)
     issued: list[dict[str, str]] = []
-    with cli.session() as session:
-        for tenant, (model, target, algorithm, _sample) in DEMO_TENANTS.items():
-            _ensure_model(
-                session, cli.artifacts, cli.settings.data_dir, model, target, algorithm, cli.actor
-            )
-            try:
-                get_tenant(session, tenant)
-            except TenantNotFound:
-                create_tenant(session, name=tenant)
-            assign_model(session, tenant, model_name=model, version=None)
+    for tenant, (model, target, algorithm, _sample) in DEMO_TENANTS.items():
+        # Each step is its own audited act, exactly as if typed by hand.
+        with cli.session() as session:
+            known_model = _model_exists(session, model)
+            known_tenant = _tenant_id(session, tenant)
+        if not known_model:
+            with cli.act("model.register", model=model, demo=True) as act:
+                _train_demo_model(act, cli, model, target, algorithm)
+        if known_tenant is None:
+            with cli.act("tenant.create", tenant=tenant) as act:
+                act.tenant_id = create_tenant(act.session, name=tenant).id
+        with cli.act("tenant.assign", tenant=tenant, model=model) as act:
+            act.tenant_id = assign_model(act.session, tenant, model_name=model, version=None).id
+        with cli.act("key.issue", tenant=tenant, label="demo") as act:
             key = issue_key(
-                session,
+                act.session,
                 cli.settings.secret_key,
                 tenant_name=tenant,
                 created_by=cli.actor,
                 label="demo",
             )
-            issued.append(
-                {"tenant": tenant, "model": model, "key_id": key.key.key_id, "api_key": key.api_key}
-            )
+            act.tenant_id = _tenant_id(act.session, tenant)
+            act.details["key_id"] = key.key.key_id
+        issued.append(
+            {"tenant": tenant, "model": model, "key_id": key.key.key_id, "api_key": key.api_key}
+        )
     if as_json:
         echo_json({"tenants": issued})
         return

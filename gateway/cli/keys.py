@@ -8,6 +8,7 @@ import click
 
 from auth.api_keys import ApiKey, IssuedKey, issue_key, list_keys, revoke_key, rotate_key
 from auth.durations import parse_duration
+from auth.tenants import get_tenant
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 
@@ -52,15 +53,17 @@ def keys_issue(
 ) -> None:
     """Issue a key for TENANT and print it once."""
     lifetime = parse_duration(expires_in) if expires_in else None
-    with cli.session() as session:
+    with cli.act("key.issue", tenant=tenant, label=label, expires_in=expires_in) as act:
         issued = issue_key(
-            session,
+            act.session,
             cli.settings.secret_key,
             tenant_name=tenant,
             created_by=cli.actor,
             label=label,
             expires_in=lifetime,
         )
+        act.details["key_id"] = issued.key.key_id
+        act.tenant_id = get_tenant(act.session, tenant).id
     _echo_issued(issued, as_json)
 
 
@@ -102,8 +105,9 @@ def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
 @handle_errors
 def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
     """Revoke a key; the next request with it is refused."""
-    with cli.session() as session:
-        revoke_key(session, key_id, reason=reason)
+    with cli.act("key.revoke", key_id=key_id, reason=reason) as act:
+        revoked = revoke_key(act.session, key_id, reason=reason)
+        act.tenant_id = get_tenant(act.session, revoked.tenant_name).id
     click.echo(f"key {key_id} revoked")
 
 
@@ -116,10 +120,12 @@ def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
 def keys_rotate(cli: CliContext, key_id: str, grace: str, as_json: bool) -> None:
     """Issue a successor key; the old one keeps working until the grace period ends."""
     grace_period = parse_duration(grace) if grace != "0" else timedelta(0)
-    with cli.session() as session:
+    with cli.act("key.rotate", key_id=key_id, grace=grace) as act:
         issued = rotate_key(
-            session, cli.settings.secret_key, key_id, created_by=cli.actor, grace=grace_period
+            act.session, cli.settings.secret_key, key_id, created_by=cli.actor, grace=grace_period
         )
+        act.details["new_key_id"] = issued.key.key_id
+        act.tenant_id = get_tenant(act.session, issued.key.tenant_name).id
     _echo_issued(issued, as_json)
     if not as_json:
         click.echo(f"key {key_id} stops working at the end of the {grace} grace period")

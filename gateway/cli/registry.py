@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from models.training import train_model
 
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
+from models.training import train_model
 
 
 @click.group()
@@ -24,6 +24,15 @@ def model_summary(meta: ModelVersion) -> dict[str, Any]:
     summary["features"] = list(meta.features)
     summary["classes"] = list(meta.classes) if meta.classes is not None else None
     return summary
+
+
+def _registration_details(meta: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": meta.version,
+        "sha256": meta.artifact_sha256,
+        "runtime": meta.runtime,
+        "task": meta.task,
+    }
 
 
 def _echo_registered(meta: ModelVersion) -> None:
@@ -47,15 +56,16 @@ def models_register(
 ) -> None:
     """Register a fitted scikit-learn joblib file as the next version of NAME."""
     feature_list = [f.strip() for f in features.split(",")] if features else None
-    with cli.session() as session:
+    with cli.act("model.register", model=name) as act:
         meta = register_model(
-            session,
+            act.session,
             cli.artifacts,
             name=name,
             artifact_path=path,
             registered_by=cli.actor,
             features=feature_list,
         )
+        act.details.update(_registration_details(meta))
     if as_json:
         echo_json(model_summary(meta))
     else:
@@ -120,9 +130,9 @@ def models_train(
 ) -> None:
     """Train on a CSV file, report test metrics, and register the result."""
     progress = (lambda _msg: None) if as_json else (lambda msg: click.echo(f"... {msg}", err=True))
-    with cli.session() as session:
+    with cli.act("model.register", model=name, trained_from=str(data_path)) as act:
         result = train_model(
-            session,
+            act.session,
             cli.artifacts,
             data_path=data_path,
             target=target,
@@ -133,6 +143,7 @@ def models_train(
             registered_by=cli.actor,
             progress=progress,
         )
+        act.details.update(_registration_details(result.model_version))
     if as_json:
         echo_json({**model_summary(result.model_version), "rows_used": result.rows_used})
         return

@@ -36,8 +36,9 @@ def _tenant_json(tenant: Tenant) -> dict[str, object]:
 @handle_errors
 def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
     """Create a tenant."""
-    with cli.session() as session:
-        tenant = create_tenant(session, name=name)
+    with cli.act("tenant.create", tenant=name) as act:
+        tenant = create_tenant(act.session, name=name)
+        act.tenant_id = tenant.id
     if as_json:
         echo_json(_tenant_json(tenant))
     else:
@@ -69,8 +70,9 @@ def tenants_list(cli: CliContext, as_json: bool) -> None:
 def tenants_assign(cli: CliContext, tenant: str, model_ref: str) -> None:
     """Route TENANT's predictions to MODEL (latest version) or MODEL@VERSION (pinned)."""
     name, version = parse_model_ref(model_ref)
-    with cli.session() as session:
-        updated = assign_model(session, tenant, model_name=name, version=version)
+    with cli.act("tenant.assign", tenant=tenant, model=model_ref) as act:
+        updated = assign_model(act.session, tenant, model_name=name, version=version)
+        act.tenant_id = updated.id
     click.echo(f"tenant {updated.name} -> {updated.model_ref}")
 
 
@@ -80,8 +82,8 @@ def tenants_assign(cli: CliContext, tenant: str, model_ref: str) -> None:
 @handle_errors
 def tenants_suspend(cli: CliContext, tenant: str) -> None:
     """Suspend a tenant: its credentials answer 403 from the next request."""
-    with cli.session() as session:
-        set_tenant_status(session, tenant, status="suspended")
+    with cli.act("tenant.suspend", tenant=tenant, status="suspended") as act:
+        act.tenant_id = set_tenant_status(act.session, tenant, status="suspended").id
     click.echo(f"tenant {tenant} suspended")
 
 
@@ -91,6 +93,6 @@ def tenants_suspend(cli: CliContext, tenant: str) -> None:
 @handle_errors
 def tenants_resume(cli: CliContext, tenant: str) -> None:
     """Resume a suspended tenant."""
-    with cli.session() as session:
-        set_tenant_status(session, tenant, status="active")
+    with cli.act("tenant.resume", tenant=tenant, status="active") as act:
+        act.tenant_id = set_tenant_status(act.session, tenant, status="active").id
     click.echo(f"tenant {tenant} resumed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -41,7 +42,12 @@ def test_readyz_refuses_unmigrated_database(tmp_path: Path) -> None:
         database_url=f"sqlite:///{tmp_path / 'empty.db'}",
         secret_key=secrets.token_hex(32).encode(),
     )
+    # Audited by default: with no audit table the check cannot be recorded, so it is refused.
     response = create_app(settings).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "audit_unavailable"
+    unaudited = replace(settings, audit_health_checks=False)
+    response = create_app(unaudited).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"] == {"database": "not_migrated"}
 

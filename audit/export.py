@@ -1,0 +1,142 @@
+"""Exports: JSONL that carries the checkpoints to verify it offline, and CSV for spreadsheets.
+Both stream line by line, so memory stays bounded whatever the range."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.orm import Session
+
+from audit.events import RECORD_FIELDS, canonical_json, format_ts
+from audit.query import iter_records, list_checkpoints, seq_range
+from audit.signing import public_pem
+from audit.verify import ChainStart, VerificationReport, verify_records
+
+EXPORT_FORMAT = "predgate-audit-export/1"
+
+
+class ExportError(ValueError):
+    """An export file cannot be read as a predgate audit export."""
+
+
+def iter_jsonl(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    public_keys: Mapping[str, Ed25519PublicKey],
+) -> Iterator[str]:
+    """Lines of a JSONL export: a header, the records, then the checkpoints they need."""
+    found = seq_range(session, since=since, until=until)
+    first, last = found if found is not None else (None, None)
+    header = {
+        "type": "header",
+        "format": EXPORT_FORMAT,
+        "since": format_ts(since) if since else None,
+        "until": format_ts(until) if until else None,
+        "first_seq": first,
+        "last_seq": last,
+        "exported_at": format_ts(datetime.now(UTC)),
+        "public_keys": {key_id: public_pem(key) for key_id, key in public_keys.items()},
+    }
+    yield canonical_json(header) + "\n"
+    if first is None:
+        return
+    for record in iter_records(session, first_seq=first, last_seq=last):
+        yield canonical_json({"type": "record", **record}) + "\n"
+    for checkpoint in list_checkpoints(session, first_seq=first, last_seq=last):
+        yield canonical_json({"type": "checkpoint", **checkpoint}) + "\n"
+
+
+def iter_csv(session: Session, *, since: datetime | None, until: datetime | None) -> Iterator[str]:
+    """Lines of a CSV export: one header row, then one row per record."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush(row: list[Any]) -> str:
+        writer.writerow(row)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield flush(list(RECORD_FIELDS))
+    found = seq_range(session, since=since, until=until)
+    if found is None:
+        return
+    for record in iter_records(session, first_seq=found[0], last_seq=found[1]):
+        yield flush(["" if record[name] is None else record[name] for name in RECORD_FIELDS])
+
+
+def verify_export(path: Path, public_keys: Mapping[str, Ed25519PublicKey]) -> VerificationReport:
+    """Verify a JSONL export offline against trusted public keys."""
+    index: dict[str, int] = {}
+    checkpoints: list[dict[str, Any]] = []
+    for entry in _entries(path):
+        if entry["type"] == "record":
+            index[entry["hash"]] = int(entry["seq"])
+        elif entry["type"] == "checkpoint":
+            checkpoints.append(entry)
+    records = (
+        {name: entry.get(name) for name in RECORD_FIELDS}
+        for entry in _entries(path)
+        if entry["type"] == "record"
+    )
+    return verify_records(
+        records,
+        checkpoints,
+        public_keys,
+        start=ChainStart(None, None),
+        seq_of_hash=index.get,
+    )
+
+
+def export_public_keys(path: Path) -> dict[str, str]:
+    """The public keys an export's header lists (informational: trust comes from the caller)."""
+    for entry in _entries(path):
+        if entry["type"] == "header":
+            keys = entry.get("public_keys") or {}
+            return {str(k): str(v) for k, v in keys.items()}
+    return {}
+
+
+def export_seq_range(path: Path) -> tuple[int | None, int | None]:
+    """The (first, last) record seq an export holds."""
+    first = last = None
+    for entry in _entries(path):
+        if entry["type"] == "record":
+            seq = int(entry["seq"])
+            first = seq if first is None else first
+            last = seq
+    return first, last
+
+
+def export_hash_at(path: Path, seq: int) -> str | None:
+    """The hash an export holds for one seq."""
+    for entry in _entries(path):
+        if entry["type"] == "record" and int(entry["seq"]) == seq:
+            return str(entry["hash"])
+    return None
+
+
+def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or "type" not in entry:
+                    raise ExportError(f"line {number} is not an export entry")
+                if number == 1 and entry.get("format") != EXPORT_FORMAT:
+                    raise ExportError("not a predgate audit export (bad header)")
+                yield entry
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"cannot read export: {exc.__class__.__name__}") from exc

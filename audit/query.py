@@ -1,0 +1,131 @@
+"""Reading the audit log: filtered queries with a cursor, and bounded-memory iteration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from audit.events import RECORD_FIELDS, format_ts
+from audit.tables import AuditCheckpointRow, AuditRecordRow
+
+MAX_QUERY_LIMIT = 10_000
+ITER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """The filters of `predgate audit query` and of the compliance API."""
+
+    tenant_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    event_type: str | None = None
+    outcome: str | None = None
+    http_status: int | None = None
+    principal_id: str | None = None
+    request_id: str | None = None
+    after_seq: int | None = None  # cursor: records after this seq
+    limit: int = 100
+
+
+# Plain column selects: rows stay out of the session's identity map, so memory stays bounded.
+_COLUMNS = [getattr(AuditRecordRow, name) for name in RECORD_FIELDS]
+
+
+def record_to_dict(row: Any) -> dict[str, Any]:
+    """A stored record (a row of `_COLUMNS`) as the dict that exports and hashes use."""
+    values = dict(zip(RECORD_FIELDS, row, strict=True))
+    values["ts"] = format_ts(values["ts"])
+    return values
+
+
+def query_records(session: Session, audit_filter: AuditFilter) -> list[dict[str, Any]]:
+    """Records matching the filter, oldest first, at most `limit` (capped)."""
+    limit = max(1, min(audit_filter.limit, MAX_QUERY_LIMIT))
+    query = _filtered(select(*_COLUMNS), audit_filter).order_by(AuditRecordRow.seq)
+    return [record_to_dict(row) for row in session.execute(query.limit(limit))]
+
+
+def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
+    conditions = [
+        (f.tenant_id, AuditRecordRow.tenant_id == f.tenant_id),
+        (f.since, AuditRecordRow.ts >= f.since),
+        (f.until, AuditRecordRow.ts < f.until),
+        (f.event_type, AuditRecordRow.event_type == f.event_type),
+        (f.outcome, AuditRecordRow.outcome == f.outcome),
+        (f.http_status, AuditRecordRow.http_status == f.http_status),
+        (f.principal_id, AuditRecordRow.principal_id == f.principal_id),
+        (f.request_id, AuditRecordRow.request_id == f.request_id),
+        (f.after_seq, AuditRecordRow.seq > (f.after_seq or 0)),
+    ]
+    for value, condition in conditions:
+        if value is not None:
+            query = query.where(condition)
+    return query
+
+
+def seq_range(
+    session: Session, *, since: datetime | None, until: datetime | None
+) -> tuple[int, int] | None:
+    """The contiguous seq range from the first record at or after `since` to the last before
+    `until` (records are not strictly time-ordered across workers, so ranges go by seq)."""
+    query = select(func.min(AuditRecordRow.seq), func.max(AuditRecordRow.seq))
+    if since is not None:
+        query = query.where(AuditRecordRow.ts >= since)
+    if until is not None:
+        query = query.where(AuditRecordRow.ts < until)
+    first, last = session.execute(query).one()
+    if first is None or last is None:
+        return None
+    return int(first), int(last)
+
+
+def iter_records(
+    session: Session, *, first_seq: int | None = None, last_seq: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every record in seq order, fetched in batches (bounded memory)."""
+    cursor = (first_seq - 1) if first_seq is not None else None
+    while True:
+        query = select(*_COLUMNS).order_by(AuditRecordRow.seq).limit(ITER_BATCH)
+        if cursor is not None:
+            query = query.where(AuditRecordRow.seq > cursor)
+        if last_seq is not None:
+            query = query.where(AuditRecordRow.seq <= last_seq)
+        records = [record_to_dict(row) for row in session.execute(query)]
+        if not records:
+            return
+        yield from records
+        cursor = records[-1]["seq"]
+
+
+def list_checkpoints(
+    session: Session, *, first_seq: int | None = None, last_seq: int | None = None
+) -> list[dict[str, Any]]:
+    """Checkpoints and anchors, optionally those whose seq lies in a range."""
+    query = select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq, AuditCheckpointRow.id)
+    if first_seq is not None:
+        query = query.where(AuditCheckpointRow.seq >= first_seq)
+    if last_seq is not None:
+        query = query.where(AuditCheckpointRow.seq <= last_seq)
+    return [
+        {
+            "kind": row.kind,
+            "seq": row.seq,
+            "hash": row.hash,
+            "ts": format_ts(row.ts),
+            "key_id": row.key_id,
+            "signature": row.signature,
+        }
+        for row in session.scalars(query)
+    ]
+
+
+def seq_of_hash(session: Session, hash_: str) -> int | None:
+    """The seq of the record with this hash, if any."""
+    found = session.scalar(select(AuditRecordRow.seq).where(AuditRecordRow.hash == hash_).limit(1))
+    return int(found) if found is not None else None

@@ -1,0 +1,199 @@
+"""Verification: recompute the chain and the signed checkpoints, and say exactly what is wrong.
+
+Works the same on the database and on a JSONL export; the caller supplies the records in seq
+order, the checkpoints, the public keys, and a way to find which seq holds a given hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit.chain import checkpoint_statement
+from audit.events import record_hash
+from audit.signing import verify_statement
+
+MAX_FINDINGS = 50
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: where (seq), what kind, and a sentence for the operator."""
+
+    seq: int
+    kind: str  # modified, deleted, inserted, reordered, chain_broken, truncated, checkpoint_*
+    message: str
+
+
+@dataclass
+class VerificationReport:
+    records_checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    checkpoints_checked: int = 0
+    last_checkpoint_seq: int | None = None
+    uncovered_tail: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def add(self, seq: int, kind: str, message: str) -> None:
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(Finding(seq, kind, message))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records_checked": self.records_checked,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "checkpoints_checked": self.checkpoints_checked,
+            "last_checkpoint_seq": self.last_checkpoint_seq,
+            "uncovered_tail": self.uncovered_tail,
+            "findings": [f.__dict__ for f in self.findings],
+        }
+
+
+@dataclass(frozen=True)
+class ChainStart:
+    """Where verification starts: the expected first seq and the hash it must follow.
+
+    `prev_hash=None` trusts the first record's prev_hash (a partial range or an export).
+    """
+
+    seq: int | None
+    prev_hash: str | None
+
+
+def verify_records(
+    records: Iterable[Mapping[str, Any]],
+    checkpoints: Iterable[Mapping[str, Any]],
+    public_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    start: ChainStart,
+    seq_of_hash: Callable[[str], int | None],
+    head_seq: int | None = None,
+) -> VerificationReport:
+    """Check every record's hash and link, every checkpoint's signature and coverage."""
+    report = VerificationReport()
+    checkpoint_list = sorted(checkpoints, key=lambda c: (c["seq"], c["kind"]))
+    wanted = {c["seq"] for c in checkpoint_list}
+    hash_at: dict[int, str] = {}
+    expected, running, before_running = start.seq, start.prev_hash, None
+    for record in records:
+        seq = int(record["seq"])
+        report.records_checked += 1
+        if report.first_seq is None:
+            report.first_seq = seq
+            expected = expected if expected is not None else seq
+        assert expected is not None
+        if seq < expected:
+            report.add(seq, "reordered", f"seq {seq} appears again after seq {expected - 1}")
+            continue
+        if seq > expected:
+            report.add(expected, "deleted", f"seq {expected}..{seq - 1} missing")
+            running = None
+        _check_record(record, seq, running, before_running, seq_of_hash, report)
+        if seq in wanted:
+            hash_at[seq] = record["hash"]
+        before_running, running = running, record["hash"]
+        expected = seq + 1
+        report.last_seq = seq
+    _check_checkpoints(checkpoint_list, public_keys, hash_at, report)
+    _check_head(head_seq, report)
+    return report
+
+
+def _check_record(
+    record: Mapping[str, Any],
+    seq: int,
+    running: str | None,
+    before_running: str | None,
+    seq_of_hash: Callable[[str], int | None],
+    report: VerificationReport,
+) -> None:
+    if record_hash(dict(record)) != record["hash"]:
+        origin = seq_of_hash(record["prev_hash"])
+        if origin is not None and record_hash({**record, "seq": origin + 1}) == record["hash"]:
+            if origin + 1 == seq - 1:
+                report.add(
+                    seq - 1,
+                    "inserted",
+                    f"seq {seq - 1} is not part of the chain: the record now at seq {seq} "
+                    f"was written as seq {seq - 1}",
+                )
+            else:
+                report.add(
+                    seq, "reordered", f"the record at seq {seq} was written as seq {origin + 1}"
+                )
+        else:
+            report.add(seq, "modified", f"seq {seq}: the record does not match its hash")
+        return
+    if running is not None and record["prev_hash"] != running:
+        if before_running is not None and record["prev_hash"] == before_running:
+            report.add(seq - 1, "inserted", f"seq {seq - 1} is not part of the chain")
+        else:
+            report.add(
+                seq,
+                "chain_broken",
+                f"seq {seq} does not follow seq {seq - 1}: seq {seq - 1} was rewritten, "
+                "or records were inserted or removed",
+            )
+
+
+def _check_checkpoints(
+    checkpoints: list[Mapping[str, Any]],
+    public_keys: Mapping[str, Ed25519PublicKey],
+    hash_at: dict[int, str],
+    report: VerificationReport,
+) -> None:
+    for checkpoint in checkpoints:
+        seq = int(checkpoint["seq"])
+        key = public_keys.get(checkpoint["key_id"])
+        statement = checkpoint_statement(
+            checkpoint["kind"], seq, checkpoint["hash"], checkpoint["ts"], checkpoint["key_id"]
+        )
+        if key is None:
+            report.add(seq, "checkpoint_unknown_key", f"checkpoint at seq {seq}: unknown key")
+            continue
+        if not verify_statement(key, statement, checkpoint["signature"]):
+            report.add(seq, "checkpoint_bad_signature", f"checkpoint at seq {seq}: bad signature")
+            continue
+        report.checkpoints_checked += 1
+        if checkpoint["kind"] == "anchor" or report.first_seq is None or seq < report.first_seq:
+            continue
+        if report.last_seq is not None and seq > report.last_seq:
+            report.add(
+                report.last_seq + 1,
+                "truncated",
+                f"seq {report.last_seq + 1}..{seq} are missing but a checkpoint covers them",
+            )
+            continue
+        if hash_at.get(seq) != checkpoint["hash"]:
+            report.add(
+                seq,
+                "checkpoint_mismatch",
+                f"the records up to seq {seq} differ from what its checkpoint signed",
+            )
+            continue
+        report.last_checkpoint_seq = max(report.last_checkpoint_seq or 0, seq)
+    if report.last_seq is not None:
+        covered = report.last_checkpoint_seq or ((report.first_seq or 1) - 1)
+        report.uncovered_tail = max(0, report.last_seq - covered)
+
+
+def _check_head(head_seq: int | None, report: VerificationReport) -> None:
+    if head_seq is None:
+        return
+    last = report.last_seq or 0
+    if head_seq > last:
+        report.add(
+            last + 1, "truncated", f"seq {last + 1}..{head_seq} missing (the head is at {head_seq})"
+        )
+    elif head_seq < last:
+        report.add(head_seq + 1, "inserted", f"seq {head_seq + 1}..{last} lie past the chain head")
