@@ -52,20 +52,25 @@ def query_records(session: Session, audit_filter: AuditFilter) -> list[dict[str,
 
 
 def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
-    conditions = [
-        (f.tenant_id, AuditRecordRow.tenant_id == f.tenant_id),
-        (f.since, AuditRecordRow.ts >= f.since),
-        (f.until, AuditRecordRow.ts < f.until),
-        (f.event_type, AuditRecordRow.event_type == f.event_type),
-        (f.outcome, AuditRecordRow.outcome == f.outcome),
-        (f.http_status, AuditRecordRow.http_status == f.http_status),
-        (f.principal_id, AuditRecordRow.principal_id == f.principal_id),
-        (f.request_id, AuditRecordRow.request_id == f.request_id),
-        (f.after_seq, AuditRecordRow.seq > (f.after_seq or 0)),
-    ]
-    for value, condition in conditions:
-        if value is not None:
-            query = query.where(condition)
+    record = AuditRecordRow
+    if f.tenant_id is not None:
+        query = query.where(record.tenant_id == f.tenant_id)
+    if f.since is not None:
+        query = query.where(record.ts >= f.since)
+    if f.until is not None:
+        query = query.where(record.ts < f.until)
+    if f.event_type is not None:
+        query = query.where(record.event_type == f.event_type)
+    if f.outcome is not None:
+        query = query.where(record.outcome == f.outcome)
+    if f.http_status is not None:
+        query = query.where(record.http_status == f.http_status)
+    if f.principal_id is not None:
+        query = query.where(record.principal_id == f.principal_id)
+    if f.request_id is not None:
+        query = query.where(record.request_id == f.request_id)
+    if f.after_seq is not None:
+        query = query.where(record.seq > f.after_seq)
     return query
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime
 from numpy.typing import NDArray
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 
 from models.estimators import EstimatorInfo, Label, Sample
+
+# onnxruntime is not fork-safe (a child forked after importing it hangs at exit), so
+# it is imported where a session is created: never in gunicorn's master process.
+if TYPE_CHECKING:
+    import onnxruntime
 
 INPUT_NAME = "input"
 # ONNX computes in float32 where scikit-learn uses float64: a regression output passes when
@@ -61,6 +65,8 @@ def compile_onnx(estimator: Any, info: EstimatorInfo, sample: Sample) -> Compile
 
 def open_session(data: bytes) -> onnxruntime.InferenceSession:
     """An ONNX Runtime session on one CPU thread; run() is safe to call from many threads."""
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     # One thread per request: the gateway's concurrency comes from its workers, and
     # oversubscribing cores would slow every request down.

@@ -6,11 +6,10 @@ import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
-import onnxruntime
 from numpy.typing import NDArray
 
 from models.artifacts import ArtifactStore
@@ -18,6 +17,11 @@ from models.compilation import label_lookup, map_labels, open_session, run_sessi
 from models.errors import ArtifactIntegrityError, InvalidInput, ProbabilitiesUnsupported
 from models.estimators import Label, plain_label, sklearn_input
 from models.registry import ModelVersion
+
+# onnxruntime is not fork-safe (a child forked after importing it hangs at exit), so
+# it is imported where a session is created: never in gunicorn's master process.
+if TYPE_CHECKING:
+    import onnxruntime
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 CacheKey = tuple[str, int, str, str | None]

@@ -1,0 +1,154 @@
+"""Crash safety: gunicorn workers SIGKILLed repeatedly under load lose no record of a response
+that reached its client, and the chain still verifies. Bounded: ~8 s of load per database."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from audit.recorder import load_audit_config, verify_database
+from config import Settings
+from db.engine import create_db_engine, make_session_factory
+from tests.conftest import HOUSE
+
+PREDGATE = str(Path(sys.executable).with_name("predgate"))
+LOAD_SECONDS = 8.0
+KILL_EVERY = 1.0
+CLIENTS = 4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _workers(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def _wait_ready(base: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+@pytest.mark.slow
+def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
+    redis_url = os.environ.get("PREDGATE_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("several workers need Redis for their rate-limit counters")
+    env = {
+        **os.environ,
+        "PREDGATE_REDIS_URL": redis_url,
+        "PREDGATE_DATA_DIR": str(settings.data_dir),
+        "PREDGATE_DATABASE_URL": settings.database_url,
+        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
+        "PREDGATE_LOG_LEVEL": "WARNING",
+    }
+    demo = subprocess.run(
+        [PREDGATE, "demo", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    key = json.loads(demo.stdout)["tenants"][0]["api_key"]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [PREDGATE, "serve", "--port", str(port), "--workers", "3", "--threads", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    received: list[tuple[str, int]] = []
+    lost = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load() -> None:
+        nonlocal lost
+        with requests.Session() as http:
+            while not stop.is_set():
+                try:
+                    response = http.post(
+                        f"{base}/v1/predict",
+                        json=HOUSE,
+                        timeout=10,
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                except requests.RequestException:
+                    with lock:
+                        lost += 1
+                    continue
+                with lock:
+                    received.append((response.headers["X-Request-ID"], response.status_code))
+
+    kills = 0
+    try:
+        _wait_ready(base, time.monotonic() + 30)
+        clients = [threading.Thread(target=load) for _ in range(CLIENTS)]
+        for client in clients:
+            client.start()
+        end = time.monotonic() + LOAD_SECONDS
+        while time.monotonic() < end:
+            time.sleep(KILL_EVERY)
+            workers = _workers(server.pid)
+            if workers:
+                os.kill(random.choice(workers), signal.SIGKILL)
+                kills += 1
+        stop.set()
+        for client in clients:
+            client.join(timeout=30)
+    finally:
+        stop.set()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    print(f"kills={kills} received={len(received)} lost={lost}")
+    assert kills >= 5
+    assert len(received) > 50, (len(received), lost)
+    engine = create_db_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            stored = dict(
+                session.execute(
+                    text(
+                        "SELECT request_id, http_status FROM audit_records "
+                        "WHERE route = '/v1/predict'"
+                    )
+                ).all()
+            )
+            counts = dict(
+                session.execute(
+                    text(
+                        "SELECT request_id, count(*) FROM audit_records "
+                        "WHERE request_id IS NOT NULL GROUP BY request_id"
+                    )
+                ).all()
+            )
+            missing = [rid for rid, _ in received if rid not in stored]
+            assert missing == []
+            assert all(stored[rid] == status for rid, status in received)
+            assert all(counts[rid] == 1 for rid, _ in received)
+            config = load_audit_config(settings.data_dir, signing_key="", instance_id="test")
+            report = verify_database(session, config.public_keys())
+            assert report.ok, report.findings
+    finally:
+        engine.dispose()
