@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
-from audit.events import AuditEvent, format_ts, parse_ts
+from audit.events import AuditEvent, format_ts
 from audit.signing import CheckpointSigner
 from audit.tables import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 
 HEAD_ID = 1
+# Appends run on an ORM session (admin acts, in the caller's transaction) or on a plain
+# connection (the request writer, which needs no ORM machinery).
+Executor = Session | Connection
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Head:
 
 
 def append_events(
-    session: Session,
+    session: Executor,
     events: Sequence[AuditEvent],
     *,
     signer: CheckpointSigner,
@@ -49,14 +52,15 @@ def append_events(
     if not events:
         return []
     head = lock_head(session)
-    records = []
+    records, rows = [], []
     prev_hash, seq = head.hash, head.seq
     for event in events:
         seq += 1
         record = event.to_record(seq=seq, prev_hash=prev_hash)
         prev_hash = record["hash"]
         records.append(record)
-    session.execute(insert(AuditRecordRow), [_row_values(record) for record in records])
+        rows.append({**record, "ts": event.ts})
+    session.execute(insert(AuditRecordRow), rows)
     session.execute(
         update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=prev_hash)
     )
@@ -66,19 +70,37 @@ def append_events(
     return records
 
 
-def lock_head(session: Session) -> Head:
-    """Take the chain's write lock and read its head."""
-    session.execute(
-        update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=AuditHeadRow.seq)
-    )
-    return read_head(session)
+_HEAD_COLUMNS = (
+    AuditHeadRow.seq,
+    AuditHeadRow.hash,
+    AuditHeadRow.checkpoint_seq,
+    AuditHeadRow.checkpoint_at,
+)
 
 
-def read_head(session: Session) -> Head:
+def lock_head(session: Executor) -> Head:
+    """Take the chain's write lock and read its head, in one statement."""
+    row = session.execute(
+        update(AuditHeadRow)
+        .where(AuditHeadRow.id == HEAD_ID)
+        .values(seq=AuditHeadRow.seq)
+        .returning(*_HEAD_COLUMNS)
+    ).one()
+    return Head(row[0], row[1], row[2], _utc(row[3]))
+
+
+def read_head(session: Executor) -> Head:
     """The head as committed (or as locked by this transaction)."""
-    row = session.execute(select(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID)).scalar_one()
-    session.expunge(row)
-    return Head(row.seq, row.hash, row.checkpoint_seq, row.checkpoint_at)
+    row = session.execute(select(*_HEAD_COLUMNS).where(AuditHeadRow.id == HEAD_ID)).one()
+    return Head(row[0], row[1], row[2], _utc(row[3]))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # RETURNING hands back the raw column value (naive on SQLite) without the type's
+    # result processing on every backend, so normalise here.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def checkpoint_due(head: Head, policy: CheckpointPolicy, now: datetime) -> bool:
@@ -92,7 +114,7 @@ def checkpoint_due(head: Head, policy: CheckpointPolicy, now: datetime) -> bool:
 
 
 def checkpoint_now_if_due(
-    session: Session, *, signer: CheckpointSigner, policy: CheckpointPolicy
+    session: Connection, *, signer: CheckpointSigner, policy: CheckpointPolicy
 ) -> bool:
     """Sign the head if a checkpoint is due (used by the writer's idle tick); commits."""
     if not checkpoint_due(read_head(session), policy, datetime.now(UTC)):
@@ -107,7 +129,7 @@ def checkpoint_now_if_due(
     return True
 
 
-def write_checkpoint(session: Session, head: Head, *, signer: CheckpointSigner, kind: str) -> None:
+def write_checkpoint(session: Executor, head: Head, *, signer: CheckpointSigner, kind: str) -> None:
     """Sign (kind, seq, hash, ts, key id) of a chain position.
 
     A `checkpoint` also advances the head's checkpoint mark; an `anchor` (written by
@@ -115,8 +137,8 @@ def write_checkpoint(session: Session, head: Head, *, signer: CheckpointSigner, 
     """
     now = datetime.now(UTC)
     statement = checkpoint_statement(kind, head.seq, head.hash, format_ts(now), signer.key_id)
-    session.add(
-        AuditCheckpointRow(
+    session.execute(
+        insert(AuditCheckpointRow).values(
             kind=kind,
             seq=head.seq,
             hash=head.hash,
@@ -131,13 +153,8 @@ def write_checkpoint(session: Session, head: Head, *, signer: CheckpointSigner, 
             .where(AuditHeadRow.id == HEAD_ID)
             .values(checkpoint_seq=head.seq, checkpoint_at=now)
         )
-    session.flush()
 
 
 def checkpoint_statement(kind: str, seq: int, hash_: str, ts: str, key_id: str) -> dict[str, Any]:
     """What a checkpoint's signature covers."""
     return {"kind": kind, "seq": seq, "hash": hash_, "ts": ts, "key_id": key_id}
-
-
-def _row_values(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "ts": parse_ts(record["ts"])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,7 +127,7 @@ class AuditEvent:
 
     def to_record(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
         """The stored record for this event at a chain position, hash included."""
-        values = asdict(self)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["ts"] = format_ts(self.ts)
         values["duration_ms"] = None if self.duration_ms is None else round(self.duration_ms, 3)
         values["details"] = canonical_json(self.details) if self.details is not None else None

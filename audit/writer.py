@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import Counter
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from audit.chain import CheckpointPolicy, append_events, checkpoint_now_if_due
 from audit.events import AuditEvent
@@ -62,7 +62,7 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         signer: CheckpointSigner,
         policy: CheckpointPolicy,
         *,
@@ -70,7 +70,7 @@ class GroupCommitWriter:
         max_batch: int = 500,
         tick_seconds: float = 5.0,
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._signer = signer
         self._policy = policy
         self._wait_seconds = wait_seconds
@@ -139,14 +139,13 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            with self._sessions() as session:
+            with self._engine.begin() as connection:
                 append_events(
-                    session,
+                    connection,
                     [pending.event for pending in batch],
                     signer=self._signer,
                     policy=self._policy,
                 )
-                session.commit()
             AUDIT_RECORDS.inc(len(batch))
         except Exception as exc:  # any store failure fails these requests, never drops them
             log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
@@ -159,8 +158,8 @@ class GroupCommitWriter:
 
     def _tick(self) -> None:
         try:
-            with self._sessions() as session:
-                checkpoint_now_if_due(session, signer=self._signer, policy=self._policy)
+            with self._engine.connect() as connection:
+                checkpoint_now_if_due(connection, signer=self._signer, policy=self._policy)
         except Exception as exc:  # retried at the next tick
             log.warning("audit checkpoint tick failed: %s", type(exc).__name__)
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.errors import AuthenticationFailed, InvalidArgument, KeyNotFound, TenantSuspended
+from auth.limits import KeyLimits, normalize_policy
 from auth.principal import PARTNER_SCOPES, Principal
 from auth.tables import ApiKeyRow, TenantRow
 from auth.tenants import Tenant, get_tenant, get_tenant_by_id
@@ -45,6 +46,8 @@ class ApiKey:
     revoked_at: datetime | None
     revoked_reason: str | None
     replaced_by: str | None
+    lineage_id: str
+    rate_limit: str | None
 
     def state(self, now: datetime) -> str:
         """`active`, `expired` or `revoked` at the given time."""
@@ -77,6 +80,7 @@ def issue_key(
     created_by: str,
     label: str = "",
     expires_in: timedelta | None = None,
+    rate_limit: str | None = None,
 ) -> IssuedKey:
     """Issue a new key for a tenant and return it; only its HMAC is stored."""
     tenant = get_tenant(session, tenant_name)
@@ -84,6 +88,7 @@ def issue_key(
         raise InvalidArgument("a label is at most 200 characters")
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidArgument("an expiry must be in the future")
+    policy = normalize_policy(rate_limit) if rate_limit is not None else None
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     now = utcnow()
@@ -95,6 +100,8 @@ def issue_key(
         created_at=now,
         created_by=created_by,
         expires_at=now + expires_in if expires_in is not None else None,
+        lineage_id=key_id,
+        rate_limit=policy,
     )
     session.add(row)
     session.flush()
@@ -150,13 +157,38 @@ def rotate_key(
         created_by=created_by,
         label=row.label,
         expires_in=remaining,
+        rate_limit=row.rate_limit,
     )
+    # The successor spends from the same rate-limit counters as the key it replaces.
+    _key_row(session, successor.key.key_id).lineage_id = row.lineage_id
     grace_end = now + grace
     if row.expires_at is None or grace_end < row.expires_at:
         row.expires_at = grace_end
     row.replaced_by = successor.key.key_id
     session.flush()
-    return successor
+    return IssuedKey(key=get_key(session, successor.key.key_id), api_key=successor.api_key)
+
+
+def set_key_limit(session: Session, key_id: str, *, policy: str | None) -> ApiKey:
+    """Set a key's own rate-limit policy (None: inherit); applies to its whole rotation lineage."""
+    row = _key_row(session, key_id)
+    normalized = normalize_policy(policy) if policy is not None else None
+    for member in session.scalars(select(ApiKeyRow).where(ApiKeyRow.lineage_id == row.lineage_id)):
+        member.rate_limit = normalized
+    session.flush()
+    return _to_key(row, get_tenant_by_id(session, row.tenant_id).name)
+
+
+def key_limits(session: Session, key_id: str) -> KeyLimits:
+    """The rate-limit columns of a key and its tenant."""
+    found = session.execute(
+        select(ApiKeyRow, TenantRow)
+        .join(TenantRow, ApiKeyRow.tenant_id == TenantRow.id)
+        .where(ApiKeyRow.key_id == key_id)
+    ).first()
+    if found is None:
+        raise KeyNotFound(f"no API key with id {key_id!r}")
+    return _limits_of(found[0], found[1])
 
 
 def authenticate_api_key(session: Session, server_secret: bytes, presented: str) -> Principal:
@@ -198,6 +230,16 @@ def authenticate_api_key(session: Session, server_secret: bytes, presented: str)
         scopes=PARTNER_SCOPES,
         tenant_id=tenant.id,
         tenant_name=tenant.name,
+        limits=_limits_of(row, tenant),
+    )
+
+
+def _limits_of(row: ApiKeyRow, tenant: TenantRow) -> KeyLimits:
+    return KeyLimits(
+        lineage_id=row.lineage_id,
+        tenant_id=tenant.id,
+        key_policy=row.rate_limit,
+        tenant_policy=tenant.rate_limit,
     )
 
 
@@ -220,6 +262,8 @@ def _to_key(row: ApiKeyRow, tenant_name: str) -> ApiKey:
         revoked_at=row.revoked_at,
         revoked_reason=row.revoked_reason,
         replaced_by=row.replaced_by,
+        lineage_id=row.lineage_id,
+        rate_limit=row.rate_limit,
     )
 
 
@@ -232,7 +276,9 @@ __all__ = [
     "get_key",
     "hash_secret",
     "issue_key",
+    "key_limits",
     "list_keys",
     "revoke_key",
     "rotate_key",
+    "set_key_limit",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from auth.limits import KeyLimits
+
 PARTNER_SCOPES = frozenset({"predict", "model:read"})
 
 
@@ -18,6 +20,8 @@ class Principal:
     scopes: frozenset[str]
     tenant_id: int | None
     tenant_name: str | None
+    # The rate-limit columns read with the credential, so limiting needs no query of its own.
+    limits: KeyLimits | None = None
 
     def has_scope(self, scope: str) -> bool:
         """True when this principal was granted the scope."""

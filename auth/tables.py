@@ -19,6 +19,9 @@ class TenantRow(Base):
     # The assigned model: a name, and a pinned version or NULL for "the latest version".
     model_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Rate-limit policy ("100/minute;5000/day"): the default for the tenant's keys and the
+    # aggregate of all of them; NULL for the settings default per key and no aggregate.
+    rate_limit: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -39,3 +42,8 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     replaced_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The key id of the first key in this key's rotation chain: rate-limit counters are kept per
+    # lineage, so a successor shares its predecessor's allowance during the grace period.
+    lineage_id: Mapped[str] = mapped_column(String(32))
+    # This key's own rate-limit policy; NULL inherits the tenant's, else the settings default.
+    rate_limit: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.errors import InvalidArgument, NoModelAssigned, TenantExists, TenantNotFound
+from auth.limits import normalize_policy
 from auth.tables import TenantRow
 from db.base import utcnow
 from models.registry import get_model
@@ -27,6 +28,7 @@ class Tenant:
     model_name: str | None
     model_version: int | None
     created_at: datetime
+    rate_limit: str | None = None
 
     @property
     def model_ref(self) -> str | None:
@@ -46,6 +48,7 @@ def _to_tenant(row: TenantRow) -> Tenant:
         model_name=row.model_name,
         model_version=row.model_version,
         created_at=row.created_at,
+        rate_limit=row.rate_limit,
     )
 
 
@@ -117,6 +120,15 @@ def assign_model(session: Session, name: str, *, model_name: str, version: int |
     get_model(session, model_name, version)  # refuses a model or version that does not exist
     row.model_name = model_name
     row.model_version = version
+    row.updated_at = utcnow()
+    session.flush()
+    return _to_tenant(row)
+
+
+def set_tenant_limit(session: Session, name: str, *, policy: str | None) -> Tenant:
+    """Set the tenant's rate-limit policy (None: the settings default per key, no aggregate)."""
+    row = _tenant_row(session, name)
+    row.rate_limit = normalize_policy(policy) if policy is not None else None
     row.updated_at = utcnow()
     session.flush()
     return _to_tenant(row)

@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     count = parser.parse_args().requests
 
-    env, keys = demo_environment()
+    # More requests than the default rate limit admits per minute; the check itself stays on.
+    env, keys = demo_environment({"PREDGATE_DEFAULT_RATE_LIMIT": "1000000/minute"})
     data_dir = Path(env["PREDGATE_DATA_DIR"])
     with sqlite3.connect(data_dir / "predgate.db") as db:
         sha, onnx_sha = db.execute(

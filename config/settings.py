@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auth.errors import InvalidArgument
+from auth.limits import normalize_policy
 from config.secrets import SecretError, load_or_create_secret, parse_secret
 
 PREFIX = "PREDGATE_"
+RATELIMIT_STRATEGIES = ("moving-window", "sliding-window-counter")
+STORE_FAILURE_MODES = ("closed", "open", "local")
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+# A Redis that stops answering costs a request at most this long before the failure mode applies.
+REDIS_TIMEOUT_SECONDS = 1.0
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class SettingsError(ValueError):
@@ -38,11 +47,34 @@ class Settings:
     audit_checkpoint_seconds: int = 60
     audit_health_checks: bool = True
     trusted_proxies: tuple[str, ...] = ()
+    # Rate limits: policies such as "100/minute;5000/day", where counters live, how to count,
+    # and what a request meets when the counter store is unreachable.
+    default_rate_limit: str = "600/minute;100000/day"
+    unauthenticated_rate_limit: str = "30/minute"
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    ratelimit_strategy: str = "moving-window"
+    ratelimit_on_store_failure: str = "closed"
+    ratelimit_key_prefix: str = "predgate"
+    # Not read from the environment, so operators cannot switch limits off; benchmarks can.
+    rate_limits_enabled: bool = True
 
     @property
     def artifacts_dir(self) -> Path:
         """Folder of content-addressed model artifacts."""
         return self.data_dir / "artifacts"
+
+    @property
+    def ratelimit_storage_uri(self) -> str:
+        """Where rate-limit counters live: Redis when configured, else this process's memory."""
+        return self.redis_url or "memory://"
+
+    def ratelimit_storage_options(self) -> dict[str, Any]:
+        """Options of the `limits` counter store: errors wrapped, Redis calls bounded in time."""
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if self.redis_url:
+            options["socket_timeout"] = REDIS_TIMEOUT_SECONDS
+            options["socket_connect_timeout"] = REDIS_TIMEOUT_SECONDS
+        return options
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +118,16 @@ class Settings:
             ),
             audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", True),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", "600/minute;100000/day"),
+            unauthenticated_rate_limit=reader.policy("UNAUTHENTICATED_RATE_LIMIT", "30/minute"),
+            redis_url=_redis_url(reader.text("REDIS_URL", "")),
+            ratelimit_strategy=reader.choice(
+                "RATELIMIT_STRATEGY", "moving-window", RATELIMIT_STRATEGIES
+            ),
+            ratelimit_on_store_failure=reader.choice(
+                "RATELIMIT_ON_STORE_FAILURE", "closed", STORE_FAILURE_MODES
+            ),
+            ratelimit_key_prefix=_key_prefix(reader.text("RATELIMIT_KEY_PREFIX", "predgate")),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -93,7 +135,35 @@ class Settings:
         return {
             "MAX_CONTENT_LENGTH": self.max_body_bytes,
             "JSON_SORT_KEYS": False,
+            "RATELIMIT_ENABLED": self.rate_limits_enabled,
+            "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
+            "RATELIMIT_STORAGE_OPTIONS": self.ratelimit_storage_options(),
+            "RATELIMIT_STRATEGY": self.ratelimit_strategy,
+            "RATELIMIT_KEY_PREFIX": self.ratelimit_key_prefix,
+            # predgate writes its own headers (RateLimit, RateLimit-Policy, X-RateLimit-*).
+            "RATELIMIT_HEADERS_ENABLED": False,
+            # A store failure reaches predgate as "nothing was counted", and
+            # PREDGATE_RATELIMIT_ON_STORE_FAILURE decides: refuse, admit, or count in memory.
+            "RATELIMIT_SWALLOW_ERRORS": True,
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": self.ratelimit_on_store_failure == "local",
+            "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
         }
+
+
+def _redis_url(value: str) -> str | None:
+    if value and not value.startswith(REDIS_SCHEMES):
+        raise SettingsError(
+            f"{PREFIX}REDIS_URL must start with redis://, rediss:// or redis+unix://"
+        )
+    return value or None
+
+
+def _key_prefix(value: str) -> str:
+    if not _KEY_PREFIX.match(value):
+        raise SettingsError(
+            f"{PREFIX}RATELIMIT_KEY_PREFIX is 1-64 letters, digits, '_', '.', ':' or '-'"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,6 +172,18 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.env.get(PREFIX + name, default).strip()
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower() or default
+        if value not in allowed:
+            raise SettingsError(f"{PREFIX}{name} must be one of: {', '.join(allowed)}")
+        return value
+
+    def policy(self, name: str, default: str) -> str:
+        try:
+            return normalize_policy(self.text(name, default) or default)
+        except InvalidArgument as exc:
+            raise SettingsError(f"{PREFIX}{name}: {exc}") from None
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self.env.get(PREFIX + name, "").strip().lower()

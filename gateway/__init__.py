@@ -15,6 +15,7 @@ from gateway.caller import init_caller
 from gateway.errors import init_errors
 from gateway.extensions import spec
 from gateway.logs import configure_logging, init_access_log
+from gateway.rate_limits import init_rate_limits
 from gateway.request_id import init_request_id
 from gateway.runtime import Runtime, init_runtime
 from models.artifacts import ArtifactStore
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
             model_cache=ModelCache(artifacts, maxsize=settings.model_cache_size),
             audit_config=audit_config,
             audit_sink=audit_sink
-            or GroupCommitWriter(sessions, audit_config.signer, audit_config.policy),
+            or GroupCommitWriter(engine, audit_config.signer, audit_config.policy),
         ),
     )
     init_request_id(app)
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
     init_caller(app)
     init_errors(app)
     init_audit(app)
+    init_rate_limits(app)  # after the audit hook: its notes reach the audit record
     for blueprint in (predictions.bp, model_info.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
     spec.register(app)

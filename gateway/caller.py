@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 from flask import Flask, g, request
 
 from auth.api_keys import authenticate_api_key
-from auth.errors import AuthenticationFailed, CredentialsInQuery, TenantSuspended
+from auth.errors import AuthenticationFailed, AuthError, CredentialsInQuery, TenantSuspended
 from auth.principal import Principal
 from gateway.audit_notes import note_audit
 from gateway.errors import ApiError
@@ -50,6 +50,19 @@ def resolve_caller() -> Principal:
     cached = g.get("principal")
     if isinstance(cached, Principal):
         return cached
+    failed = g.get("caller_failure")
+    if isinstance(failed, AuthError):
+        raise failed  # refused once already (e.g. by the rate limiter's lookup): same answer
+    try:
+        principal = _authenticate()
+    except AuthError as failure:
+        g.caller_failure = failure
+        raise
+    g.principal = principal
+    return principal
+
+
+def _authenticate() -> Principal:
     credential = presented_credential()
     session = db_session()
     try:
@@ -62,7 +75,6 @@ def resolve_caller() -> Principal:
             note_audit(tenant_id=failure.tenant_id)
         raise
     session.commit()
-    g.principal = principal
     return principal
 
 

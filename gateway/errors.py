@@ -29,6 +29,12 @@ HTTP_PROBLEMS: dict[int, tuple[str, str, str]] = {
     405: ("method_not_allowed", "Method not allowed", "This path does not accept that method."),
     413: ("payload_too_large", "Payload too large", "The request body exceeds the size limit."),
     415: ("unsupported_media_type", "Unsupported media type", "Send the body as application/json."),
+    # Flask-Limiter's RateLimitExceeded; gateway.rate_limits adds Retry-After and RateLimit.
+    429: (
+        "rate_limited",
+        "Too many requests",
+        "The rate limit is used up; retry after the number of seconds in Retry-After.",
+    ),
 }
 
 # Domain error codes whose message is safe and useful to show as the problem's detail.

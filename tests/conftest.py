@@ -7,15 +7,17 @@ import os
 import secrets
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import joblib
 import pytest
+from click.testing import CliRunner
 from flask import Flask
-from flask.testing import FlaskClient, FlaskCliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -26,6 +28,7 @@ from db.base import Base
 from db.engine import create_db_engine, make_session_factory
 from db.migrations import upgrade
 from gateway import create_app
+from gateway.cli import cli
 from gateway.runtime import get_runtime
 from models.artifacts import ArtifactStore
 from models.registry import ModelVersion, register_model
@@ -128,13 +131,25 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def make_app() -> Iterator[Callable[..., Flask]]:
+    """Build extra apps (other settings or sinks); their resources are released afterwards."""
+    built: list[Flask] = []
+
+    def build(settings: Settings, **kwargs: Any) -> Flask:
+        application = create_app(settings, **kwargs)
+        built.append(application)
+        return application
+
+    yield build
+    for application in built:
+        runtime = get_runtime(application)
+        runtime.audit_sink.close()
+        runtime.engine.dispose()
 
 
 @pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
 
 
 @pytest.fixture
@@ -209,6 +224,24 @@ def world(
         house_price=house,
         iris=iris,
     )
+
+
+@pytest.fixture
+def predgate(settings: Settings) -> Callable[..., Any]:
+    """Run `predgate ARGS...` with this test's settings in the environment."""
+    env = {
+        "PREDGATE_DATA_DIR": str(settings.data_dir),
+        "PREDGATE_DATABASE_URL": settings.database_url,
+        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
+    }
+
+    def run(*args: str, ok: bool = True):
+        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -18,7 +18,14 @@ bp = Blueprint("model_info", __name__)
 
 @bp.get("/v1/model")
 @spec.validate(
-    resp=Response(HTTP_200=ModelInfo, HTTP_401=Problem, HTTP_403=Problem, HTTP_409=Problem),
+    resp=Response(
+        HTTP_200=ModelInfo,
+        HTTP_401=Problem,
+        HTTP_403=Problem,
+        HTTP_409=Problem,
+        HTTP_429=Problem,
+        HTTP_503=Problem,
+    ),
     tags=["predictions"],
     skip_validation=True,
 )

@@ -21,7 +21,7 @@ from models.serving import predict_records
 bp = Blueprint("predictions", __name__)
 
 ERROR_RESPONSES: dict[str, Any] = {
-    f"HTTP_{status}": Problem for status in (400, 401, 403, 413, 415, 422, 503)
+    f"HTTP_{status}": Problem for status in (400, 401, 403, 413, 415, 422, 429, 503)
 }
 
 

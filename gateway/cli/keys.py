@@ -1,14 +1,27 @@
-"""`predgate keys`: issue, list, revoke and rotate API keys."""
+"""`predgate keys`: issue, list, revoke and rotate API keys; set and read their rate limits."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import click
+from limits.errors import StorageError
 
-from auth.api_keys import ApiKey, IssuedKey, issue_key, list_keys, revoke_key, rotate_key
+from auth.api_keys import (
+    ApiKey,
+    IssuedKey,
+    get_key,
+    issue_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+    set_key_limit,
+)
 from auth.durations import parse_duration
+from auth.limits import POLICY_EXAMPLE
 from auth.tenants import get_tenant
+from auth.usage import WindowUsage, key_usage, open_counters
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 
@@ -29,7 +42,13 @@ def key_json(key: ApiKey) -> dict[str, object]:
         "expires_at": key.expires_at,
         "last_used_at": key.last_used_at,
         "revoked_at": key.revoked_at,
+        "rate_limit": key.rate_limit,
     }
+
+
+def policy_argument(policy: str) -> str | None:
+    """A POLICY argument: `default` clears the override, anything else is a policy."""
+    return None if policy.strip().lower() == "default" else policy
 
 
 def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
@@ -45,15 +64,26 @@ def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
 @click.option("--tenant", required=True)
 @click.option("--label", default="")
 @click.option("--expires-in", help="Lifetime such as 90d, 24h or 30m; none by default.")
+@click.option(
+    "--rate-limit",
+    help=f"The key's own policy, e.g. {POLICY_EXAMPLE}; by default the tenant's or the default.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 @handle_errors
 def keys_issue(
-    cli: CliContext, tenant: str, label: str, expires_in: str | None, as_json: bool
+    cli: CliContext,
+    tenant: str,
+    label: str,
+    expires_in: str | None,
+    rate_limit: str | None,
+    as_json: bool,
 ) -> None:
     """Issue a key for TENANT and print it once."""
     lifetime = parse_duration(expires_in) if expires_in else None
-    with cli.act("key.issue", tenant=tenant, label=label, expires_in=expires_in) as act:
+    with cli.act(
+        "key.issue", tenant=tenant, label=label, expires_in=expires_in, rate_limit=rate_limit
+    ) as act:
         issued = issue_key(
             act.session,
             cli.settings.secret_key,
@@ -61,6 +91,7 @@ def keys_issue(
             created_by=cli.actor,
             label=label,
             expires_in=lifetime,
+            rate_limit=rate_limit,
         )
         act.details["key_id"] = issued.key.key_id
         act.tenant_id = get_tenant(act.session, tenant).id
@@ -81,7 +112,17 @@ def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
         return
     now = utcnow()
     echo_table(
-        ["key id", "tenant", "label", "state", "created", "expires", "last used", "revoked"],
+        [
+            "key id",
+            "tenant",
+            "label",
+            "state",
+            "created",
+            "expires",
+            "last used",
+            "revoked",
+            "rate limit",
+        ],
         [
             [
                 k.key_id,
@@ -92,6 +133,7 @@ def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
                 k.expires_at,
                 k.last_used_at,
                 k.revoked_at,
+                k.rate_limit,
             ]
             for k in found
         ],
@@ -129,3 +171,95 @@ def keys_rotate(cli: CliContext, key_id: str, grace: str, as_json: bool) -> None
     _echo_issued(issued, as_json)
     if not as_json:
         click.echo(f"key {key_id} stops working at the end of the {grace} grace period")
+
+
+@keys.command("set-limit")
+@click.argument("key_id")
+@click.argument("policy")
+@pass_cli
+@handle_errors
+def keys_set_limit(cli: CliContext, key_id: str, policy: str) -> None:
+    """Set KEY_ID's rate limit to POLICY (e.g. 100/minute;5000/day), or `default` to inherit.
+
+    The key's rotation successors and predecessors share it; the next request applies it.
+    """
+    with cli.act("key.set_limit", key_id=key_id, rate_limit=policy) as act:
+        updated = set_key_limit(act.session, key_id, policy=policy_argument(policy))
+        act.tenant_id = get_tenant(act.session, updated.tenant_name).id
+    shown = updated.rate_limit or "inherited (the tenant's policy, else the default)"
+    click.echo(f"key {key_id} rate limit: {shown}")
+
+
+@keys.command("usage")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
+    """Show what KEY_ID has spent in each window that applies to it (key and tenant)."""
+    settings = cli.settings
+    if settings.redis_url is None:
+        raise click.ClickException(
+            "rate-limit counters are kept in the serving process's memory (PREDGATE_REDIS_URL "
+            "is not set), so no command can read them; set PREDGATE_REDIS_URL"
+        )
+    counters = open_counters(
+        settings.ratelimit_storage_uri,
+        settings.ratelimit_strategy,
+        settings.ratelimit_storage_options(),
+    )
+    with cli.act("key.usage", key_id=key_id) as act:
+        act.tenant_id = get_tenant(act.session, get_key(act.session, key_id).tenant_name).id
+        try:
+            usage = key_usage(
+                act.session,
+                counters,
+                key_id,
+                default_policy=settings.default_rate_limit,
+                key_prefix=settings.ratelimit_key_prefix,
+            )
+        except StorageError:
+            raise click.ClickException(
+                "the rate-limit store (PREDGATE_REDIS_URL) is unreachable"
+            ) from None
+    _echo_usage(key_id, usage, as_json)
+
+
+def _echo_usage(key_id: str, usage: list[WindowUsage], as_json: bool) -> None:
+    now = time.time()
+    if as_json:
+        echo_json(
+            {
+                "key_id": key_id,
+                "windows": [
+                    {
+                        "window": u.name,
+                        "scope": u.scope,
+                        "policy": u.policy,
+                        "policy_source": u.source,
+                        "limit": u.limit,
+                        "window_seconds": u.window_seconds,
+                        "used": u.used,
+                        "remaining": u.remaining,
+                        "resets_in_seconds": u.seconds_until_reset(now),
+                    }
+                    for u in usage
+                ],
+            }
+        )
+        return
+    echo_table(
+        ["window", "policy", "from", "limit", "used", "remaining", "resets in"],
+        [
+            [
+                u.name,
+                u.policy,
+                u.source,
+                u.limit,
+                u.used,
+                u.remaining,
+                f"{u.seconds_until_reset(now)}s",
+            ]
+            for u in usage
+        ],
+    )

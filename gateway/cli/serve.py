@@ -18,6 +18,13 @@ from gateway.server import GatewayServer, gunicorn_options
 @handle_errors
 def serve(cli: CliContext, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API (gunicorn, gthread workers)."""
+    if workers > 1 and cli.settings.redis_url is None:
+        # Each worker process would keep its own counters and admit the whole limit again.
+        raise click.ClickException(
+            f"--workers {workers} needs PREDGATE_REDIS_URL: without Redis, rate-limit counters "
+            f"live in each worker's memory, so {workers} workers would admit up to {workers} "
+            "times every limit. Set PREDGATE_REDIS_URL, or serve one worker with more --threads."
+        )
     ensure_at_head(cli.engine)  # refuse an un-migrated database before forking anything
     cli.engine.dispose()
     click.echo(f"predgate serving on http://{host}:{port} ({workers} workers x {threads} threads)")

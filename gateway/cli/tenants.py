@@ -1,4 +1,4 @@
-"""`predgate tenants`: create, list, assign, suspend, resume."""
+"""`predgate tenants`: create, list, assign, suspend, resume, set-limit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from auth.tenants import (
     assign_model,
     create_tenant,
     list_tenants,
+    set_tenant_limit,
     set_tenant_status,
 )
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.cli.keys import policy_argument
 from models.registry import parse_model_ref
 
 
@@ -26,6 +28,7 @@ def _tenant_json(tenant: Tenant) -> dict[str, object]:
         "status": tenant.status,
         "model": tenant.model_ref,
         "created_at": tenant.created_at,
+        "rate_limit": tenant.rate_limit,
     }
 
 
@@ -57,8 +60,8 @@ def tenants_list(cli: CliContext, as_json: bool) -> None:
         echo_json([_tenant_json(t) for t in rows])
         return
     echo_table(
-        ["tenant", "status", "model", "created"],
-        [[t.name, t.status, t.model_ref, t.created_at] for t in rows],
+        ["tenant", "status", "model", "created", "rate limit"],
+        [[t.name, t.status, t.model_ref, t.created_at, t.rate_limit] for t in rows],
     )
 
 
@@ -96,3 +99,21 @@ def tenants_resume(cli: CliContext, tenant: str) -> None:
     with cli.act("tenant.resume", tenant=tenant, status="active") as act:
         act.tenant_id = set_tenant_status(act.session, tenant, status="active").id
     click.echo(f"tenant {tenant} resumed")
+
+
+@tenants.command("set-limit")
+@click.argument("tenant")
+@click.argument("policy")
+@pass_cli
+@handle_errors
+def tenants_set_limit(cli: CliContext, tenant: str, policy: str) -> None:
+    """Set TENANT's rate limit to POLICY (e.g. 1000/minute;50000/day), or `default` to clear.
+
+    It caps all the tenant's keys together and is the policy of each key without its own;
+    the next request applies it.
+    """
+    with cli.act("tenant.set_limit", tenant=tenant, rate_limit=policy) as act:
+        updated = set_tenant_limit(act.session, tenant, policy=policy_argument(policy))
+        act.tenant_id = updated.id
+    shown = updated.rate_limit or "none (each key: its own policy, else the default)"
+    click.echo(f"tenant {tenant} rate limit: {shown}")

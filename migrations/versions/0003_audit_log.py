@@ -1,7 +1,7 @@
 """audit log
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25 13:25:08.032738
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import db.base
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

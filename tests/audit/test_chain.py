@@ -3,6 +3,8 @@ seq of every kind of tampering (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -19,7 +21,7 @@ def test_records_are_gap_free_and_linked(session: Session, audit_config: AuditCo
     records = list(iter_records(session))
     assert [r["seq"] for r in records] == list(range(1, 13))
     assert records[0]["prev_hash"] == GENESIS_HASH
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after["prev_hash"] == before["hash"]
     assert all(record_hash(r) == r["hash"] for r in records)
     head = read_head(session)

@@ -176,26 +176,29 @@ def test_no_audit_no_answer(client: FlaskClient, world: World, app, monkeypatch)
     assert "predictions" not in response.get_data(as_text=True)
 
 
-def test_store_failure_answers_503_and_counts(
-    client: FlaskClient, world: World, app, session
-) -> None:
-    from gateway.runtime import get_runtime
+def test_store_failure_answers_503_and_counts(settings, world: World, tmp_path, make_app) -> None:
+    from audit.recorder import load_audit_config
+    from audit.writer import GroupCommitWriter
+    from db.engine import create_db_engine
 
-    writer = get_runtime(app).audit_sink
-    session.execute(text("DROP TABLE audit_head"))
-    session.commit()
+    # The audit store is a database that cannot be written (its folder does not exist).
+    unwritable = create_db_engine(f"sqlite:///{tmp_path / 'missing' / 'audit.db'}")
+    config = load_audit_config(settings.data_dir, signing_key="", instance_id="test")
+    writer = GroupCommitWriter(unwritable, config.signer, config.policy)
+    client = make_app(settings, audit_sink=writer).test_client()
     response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
     assert response.status_code == 503
     assert response.get_json()["code"] == "audit_unavailable"
-    assert writer.failures == 1  # type: ignore[attr-defined]
+    assert "predictions" not in response.get_data(as_text=True)
+    assert writer.failures == 1
+    writer.close()
+    unwritable.dispose()
 
 
-def test_health_checks_can_be_excluded(settings, world: World, session) -> None:
+def test_health_checks_can_be_excluded(settings, world: World, session, make_app) -> None:
     from dataclasses import replace
 
-    from gateway import create_app
-
-    app = create_app(replace(settings, audit_health_checks=False))
+    app = make_app(replace(settings, audit_health_checks=False))
     response = app.test_client().get("/healthz")
     assert response.status_code == 200
     session.rollback()
@@ -204,15 +207,13 @@ def test_health_checks_can_be_excluded(settings, world: World, session) -> None:
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(
-    settings, world: World, session, client: FlaskClient
+    settings, world: World, session, client: FlaskClient, make_app
 ) -> None:
     from dataclasses import replace
 
-    from gateway import create_app
-
     spoofed = client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
     assert record_for(session, spoofed)["source_ip"] == "127.0.0.1"
-    proxied_app = create_app(replace(settings, trusted_proxies=("127.0.0.0/8",)))
+    proxied_app = make_app(replace(settings, trusted_proxies=("127.0.0.0/8",)))
     proxied = proxied_app.test_client().get(
         "/healthz", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9, 127.0.0.2"}
     )

@@ -10,27 +10,8 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from config import Settings
 from gateway.cli import cli
 from tests.conftest import HOUSE, bearer
-
-
-@pytest.fixture
-def predgate(settings: Settings):
-    """Run `predgate ARGS...` with this test's settings in the environment."""
-    env = {
-        "PREDGATE_DATA_DIR": str(settings.data_dir),
-        "PREDGATE_DATABASE_URL": settings.database_url,
-        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
-    }
-
-    def run(*args: str, ok: bool = True):
-        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
 
 
 def test_operator_workflow(predgate, client: FlaskClient, model_files, session) -> None:

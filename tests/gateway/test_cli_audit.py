@@ -10,7 +10,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from tests.conftest import HOUSE, bearer
-from tests.gateway.test_cli import predgate  # noqa: F401  (fixture)
 
 
 def _records(predgate, *args: str) -> list[dict]:

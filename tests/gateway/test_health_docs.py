@@ -31,11 +31,10 @@ def test_readyz_reports_tampered_model(client: FlaskClient, world: World, artifa
     assert response.get_json()["checks"]["model:iris"] == "model_unavailable"
 
 
-def test_readyz_refuses_unmigrated_database(tmp_path: Path) -> None:
+def test_readyz_refuses_unmigrated_database(tmp_path: Path, make_app) -> None:
     import secrets
 
     from config import Settings
-    from gateway import create_app
 
     settings = Settings(
         data_dir=tmp_path,
@@ -43,11 +42,11 @@ def test_readyz_refuses_unmigrated_database(tmp_path: Path) -> None:
         secret_key=secrets.token_hex(32).encode(),
     )
     # Audited by default: with no audit table the check cannot be recorded, so it is refused.
-    response = create_app(settings).test_client().get("/readyz")
+    response = make_app(settings).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["code"] == "audit_unavailable"
     unaudited = replace(settings, audit_health_checks=False)
-    response = create_app(unaudited).test_client().get("/readyz")
+    response = make_app(unaudited).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"] == {"database": "not_migrated"}
 

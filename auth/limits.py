@@ -1,0 +1,133 @@
+"""Rate-limit policies: how much a partner credential may spend, per key and per tenant.
+
+A policy is a rate string of the `limits` library, such as ``100/minute;5000/day``: one or more
+windows, each with its own amount. One unit is one predicted row (a batch of N rows spends N).
+
+Which policies apply to a key (``resolve_policy``):
+
+- the key's own policy, else its tenant's policy, else the settings default, counted per key
+  *lineage* (a key and the successors ``rotate_key`` issued for it share their counters);
+- the tenant's policy, when set, is also the aggregate of all the tenant's keys. A key without a
+  policy of its own is then counted only in the tenant's windows: its own windows would be the
+  same windows over a subset of the same requests, so they could never refuse first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from limits import RateLimitItem, parse_many
+
+from auth.errors import InvalidArgument
+
+MAX_POLICY_LENGTH = 200
+# flask-limiter stores a shared limit's counter under (key prefix, counter, scope); every partner
+# route uses this one scope, so POST /v1/predict and GET /v1/model spend from the same windows.
+COUNTER_SCOPE = "partner"
+POLICY_EXAMPLE = "100/minute;5000/day"
+
+
+@lru_cache(maxsize=512)
+def parse_policy(text: str) -> tuple[RateLimitItem, ...]:
+    """The windows of a policy such as `100/minute;5000/day`; InvalidArgument when malformed."""
+    if not text.strip() or len(text) > MAX_POLICY_LENGTH:
+        raise InvalidArgument(
+            f"a rate-limit policy is 1-{MAX_POLICY_LENGTH} characters, e.g. {POLICY_EXAMPLE}"
+        )
+    try:
+        windows = tuple(parse_many(text))
+    except ValueError:
+        raise InvalidArgument(
+            "a rate-limit policy is AMOUNT/PERIOD windows joined by ';' (PERIOD: second, minute, "
+            f"hour, day, month or year, optionally with a multiple such as 10minutes), "
+            f"e.g. {POLICY_EXAMPLE}"
+        ) from None
+    if any(window.amount < 1 for window in windows):
+        raise InvalidArgument("every window of a rate-limit policy admits at least 1 unit")
+    lengths = [window.get_expiry() for window in windows]
+    if len(set(lengths)) != len(lengths):
+        raise InvalidArgument("a rate-limit policy names each window length once")
+    return tuple(sorted(windows, key=lambda window: window.get_expiry()))
+
+
+def normalize_policy(text: str) -> str:
+    """The canonical spelling of a valid policy (`100/minute;5000/day`), as it is stored."""
+    return ";".join(window_spec(window) for window in parse_policy(text))
+
+
+def window_spec(window: RateLimitItem) -> str:
+    """One window in policy syntax: `100/minute`, `10/5minute`."""
+    return f"{window.amount}/{window_period(window)}"
+
+
+def window_period(window: RateLimitItem) -> str:
+    """`minute`, or `5minute` for a window of five minutes."""
+    name = window.GRANULARITY.name
+    return name if window.multiples == 1 else f"{window.multiples}{name}"
+
+
+def window_name(scope: str, window: RateLimitItem) -> str:
+    """A window's name in headers and usage: `key-minute`, `tenant-day`, `address-5minute`."""
+    return f"{scope}-{window_period(window)}"
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """The limit columns of a key and its tenant, as authentication read them."""
+
+    lineage_id: str
+    tenant_id: int
+    key_policy: str | None
+    tenant_policy: str | None
+
+
+@dataclass(frozen=True)
+class ScopedLimit:
+    """One policy and the counter it spends: a key lineage, a tenant or a source address."""
+
+    scope: str  # "key", "tenant" or "address"
+    counter: str  # e.g. "key:<lineage id>", never a secret
+    policy: str
+    source: str  # where the policy was set: "key", "tenant" or "default"
+
+    @property
+    def windows(self) -> tuple[RateLimitItem, ...]:
+        """The policy's windows, shortest first."""
+        return parse_policy(self.policy)
+
+
+@dataclass(frozen=True)
+class LimitPolicy:
+    """Every limit one request is counted against."""
+
+    limits: tuple[ScopedLimit, ...]
+
+    def for_scope(self, scope: str) -> ScopedLimit | None:
+        """The limit of that scope, if one applies."""
+        return next((limit for limit in self.limits if limit.scope == scope), None)
+
+
+def resolve_policy(limits: KeyLimits, *, default: str) -> LimitPolicy:
+    """The limits of a key: its own (or inherited) policy, and its tenant's aggregate."""
+    key_counter = f"key:{limits.lineage_id}"
+    tenant_counter = f"tenant:{limits.tenant_id}"
+    if limits.key_policy is not None:
+        scoped = [ScopedLimit("key", key_counter, limits.key_policy, "key")]
+    elif limits.tenant_policy is None:
+        scoped = [ScopedLimit("key", key_counter, default, "default")]
+    else:
+        scoped = []
+    if limits.tenant_policy is not None:
+        scoped.append(ScopedLimit("tenant", tenant_counter, limits.tenant_policy, "tenant"))
+    return LimitPolicy(tuple(scoped))
+
+
+def address_policy(address: str, *, policy: str) -> LimitPolicy:
+    """The limit of a request without a valid credential: counted per source address."""
+    return LimitPolicy((ScopedLimit("address", f"address:{address}", policy, "default"),))
+
+
+def counter_identifiers(key_prefix: str, counter: str) -> tuple[str, str, str]:
+    """The identifiers flask-limiter passes to `limits` for a shared partner limit."""
+    return (key_prefix, counter, COUNTER_SCOPE)
