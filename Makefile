@@ -40,8 +40,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Benchmarks (never part of the tests): latency, audit throughput, rate-limit overhead.
+## audit_throughput needs wrk (apt-get install wrk); ratelimit_overhead needs Redis.
 bench: install
 	$(BIN)/python -m bench.predict_latency
+	$(BIN)/python -m bench.audit_throughput
+	$(BIN)/python -m bench.ratelimit_overhead
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
