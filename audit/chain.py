@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from audit.events import AuditEvent, format_ts
+from audit.events import AuditEvent, canonical_json, format_ts
 from audit.signing import CheckpointSigner
 from audit.tables import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 
@@ -41,6 +41,74 @@ class Head:
     checkpoint_at: datetime | None
 
 
+# PostgreSQL: move the head and insert the records in ONE statement, conditional on the head
+# still being where we read it. The row lock is then held for a single statement and its
+# commit, instead of several round trips, so writers in many processes do not queue behind
+# each other's network and GIL delays. A writer that lost the race inserts nothing and retries.
+_PG_APPEND = text(
+    """
+    WITH moved AS (
+        UPDATE audit_head SET seq = :new_seq, hash = :new_hash
+        WHERE id = :head_id AND seq = :old_seq AND hash = :old_hash
+        RETURNING id
+    )
+    INSERT INTO audit_records
+    SELECT * FROM json_populate_recordset(NULL::audit_records, CAST(:rows AS json))
+    WHERE EXISTS (SELECT 1 FROM moved)
+    """
+)
+MAX_APPEND_ATTEMPTS = 50
+
+
+def append_and_commit(
+    connection: Connection,
+    events: Sequence[AuditEvent],
+    *,
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
+) -> list[dict[str, Any]]:
+    """Append events in a transaction of their own and commit it (the request writer's path)."""
+    if connection.dialect.name != "postgresql":
+        with connection.begin():
+            return append_events(connection, events, signer=signer, policy=policy)
+    for _attempt in range(MAX_APPEND_ATTEMPTS):
+        with connection.begin():
+            head = read_head(connection)
+        records = _chain(events, head)
+        with connection.begin():
+            inserted = connection.execute(
+                _PG_APPEND,
+                {
+                    "head_id": HEAD_ID,
+                    "old_seq": head.seq,
+                    "old_hash": head.hash,
+                    "new_seq": records[-1]["seq"],
+                    "new_hash": records[-1]["hash"],
+                    "rows": canonical_json(records),
+                },
+            ).rowcount
+        if inserted == len(records):
+            new_head = Head(
+                records[-1]["seq"], records[-1]["hash"], head.checkpoint_seq, head.checkpoint_at
+            )
+            if checkpoint_due(new_head, policy, datetime.now(UTC)):
+                with connection.begin():
+                    checkpoint_locked_if_due(connection, signer=signer, policy=policy)
+            return records
+    raise RuntimeError("the audit chain head kept moving; append not committed")
+
+
+def _chain(events: Sequence[AuditEvent], head: Head) -> list[dict[str, Any]]:
+    records = []
+    prev_hash, seq = head.hash, head.seq
+    for event in events:
+        seq += 1
+        record = event.to_record(seq=seq, prev_hash=prev_hash)
+        prev_hash = record["hash"]
+        records.append(record)
+    return records
+
+
 def append_events(
     session: Executor,
     events: Sequence[AuditEvent],
@@ -52,14 +120,9 @@ def append_events(
     if not events:
         return []
     head = lock_head(session)
-    records, rows = [], []
-    prev_hash, seq = head.hash, head.seq
-    for event in events:
-        seq += 1
-        record = event.to_record(seq=seq, prev_hash=prev_hash)
-        prev_hash = record["hash"]
-        records.append(record)
-        rows.append({**record, "ts": event.ts})
+    records = _chain(events, head)
+    rows = [{**record, "ts": event.ts} for record, event in zip(records, events, strict=True)]
+    seq, prev_hash = records[-1]["seq"], records[-1]["hash"]
     session.execute(insert(AuditRecordRow), rows)
     session.execute(
         update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=prev_hash)
@@ -114,18 +177,25 @@ def checkpoint_due(head: Head, policy: CheckpointPolicy, now: datetime) -> bool:
 
 
 def checkpoint_now_if_due(
-    session: Connection, *, signer: CheckpointSigner, policy: CheckpointPolicy
+    connection: Connection, *, signer: CheckpointSigner, policy: CheckpointPolicy
 ) -> bool:
-    """Sign the head if a checkpoint is due (used by the writer's idle tick); commits."""
-    if not checkpoint_due(read_head(session), policy, datetime.now(UTC)):
-        session.rollback()
+    """Sign the head if a checkpoint is due (the writer's idle tick); commits."""
+    with connection.begin():
+        due = checkpoint_due(read_head(connection), policy, datetime.now(UTC))
+    if not due:
         return False
-    head = lock_head(session)
+    with connection.begin():
+        return checkpoint_locked_if_due(connection, signer=signer, policy=policy)
+
+
+def checkpoint_locked_if_due(
+    connection: Executor, *, signer: CheckpointSigner, policy: CheckpointPolicy
+) -> bool:
+    """Inside the caller's transaction: lock the head, and sign it if still due."""
+    head = lock_head(connection)
     if not checkpoint_due(head, policy, datetime.now(UTC)):
-        session.rollback()
         return False
-    write_checkpoint(session, head, signer=signer, kind="checkpoint")
-    session.commit()
+    write_checkpoint(connection, head, signer=signer, kind="checkpoint")
     return True
 
 

@@ -4,6 +4,7 @@ one transaction, so durability does not serialise the workers."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import Counter
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from audit.chain import CheckpointPolicy, append_events, checkpoint_now_if_due
+from audit.chain import CheckpointPolicy, append_and_commit, checkpoint_now_if_due
 from audit.events import AuditEvent
 from audit.signing import CheckpointSigner
 
@@ -80,6 +81,7 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._held: Connection | None = None
         self.failures = 0
 
     def record(self, event: AuditEvent) -> None:
@@ -99,6 +101,9 @@ class GroupCommitWriter:
         if thread is not None and self._pid == os.getpid():
             self._queue.put(None)
             thread.join(timeout=self._wait_seconds)
+            if self._held is not None:
+                self._held.close()
+                self._held = None
         self._thread = None
 
     def _ensure_thread(self) -> None:
@@ -107,8 +112,9 @@ class GroupCommitWriter:
         with self._lock:
             if self._thread is not None and self._pid == os.getpid():
                 return
-            # A forked child inherits neither the thread nor a usable queue.
+            # A forked child inherits neither the thread nor a usable queue or connection.
             self._queue = queue.SimpleQueue()
+            self._held = None
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
@@ -137,18 +143,31 @@ class GroupCommitWriter:
             if stop:
                 return
 
+    def _connection(self) -> Connection:
+        # The writer keeps one connection: no pool checkout or liveness ping per batch.
+        if self._held is None or self._held.closed or self._held.invalidated:
+            self._held = self._engine.connect()
+        return self._held
+
+    def _drop_connection(self) -> None:
+        if self._held is not None:
+            with contextlib.suppress(Exception):
+                self._held.invalidate()
+                self._held.close()
+        self._held = None
+
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            with self._engine.begin() as connection:
-                append_events(
-                    connection,
-                    [pending.event for pending in batch],
-                    signer=self._signer,
-                    policy=self._policy,
-                )
+            append_and_commit(
+                self._connection(),
+                [pending.event for pending in batch],
+                signer=self._signer,
+                policy=self._policy,
+            )
             AUDIT_RECORDS.inc(len(batch))
         except Exception as exc:  # any store failure fails these requests, never drops them
             log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
+            self._drop_connection()
             for pending in batch:
                 pending.error = exc
                 self._count_failure()
@@ -158,10 +177,10 @@ class GroupCommitWriter:
 
     def _tick(self) -> None:
         try:
-            with self._engine.connect() as connection:
-                checkpoint_now_if_due(connection, signer=self._signer, policy=self._policy)
+            checkpoint_now_if_due(self._connection(), signer=self._signer, policy=self._policy)
         except Exception as exc:  # retried at the next tick
             log.warning("audit checkpoint tick failed: %s", type(exc).__name__)
+            self._drop_connection()
 
     def _count_failure(self) -> None:
         self.failures += 1
