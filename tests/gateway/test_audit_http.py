@@ -246,3 +246,23 @@ def test_canaries_never_reach_the_audit_log_or_logs(
     assert any(
         r["user_agent"] and r["user_agent"].startswith("probe/1.0 \\x1b[31m") for r in records
     )
+
+
+def test_suspended_tenant_is_audited_as_authz_denied(
+    client: FlaskClient, world: World, session
+) -> None:
+    from auth.tenants import set_tenant_status
+
+    set_tenant_status(session, "acme", status="suspended")
+    session.commit()
+    response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
+    assert response.status_code == 403
+    record = record_for(session, response)
+    assert_complete(record)
+    assert (record["event_type"], record["outcome"], record["reason_code"]) == (
+        "authz.denied",
+        "failure",
+        "tenant_suspended",
+    )
+    assert record["principal_id"] == world.acme_key_id
+    assert record["tenant_id"] is not None
