@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m bench.predict_latency
 	$(BIN)/python -m bench.audit_throughput
 	$(BIN)/python -m bench.ratelimit_overhead
+	$(BIN)/python -m bench.auth_cost
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,10 @@ from config.secrets import SecretError, load_or_create_secret, parse_secret
 PREFIX = "PREDGATE_"
 RATELIMIT_STRATEGIES = ("moving-window", "sliding-window-counter")
 STORE_FAILURE_MODES = ("closed", "open", "local")
+# Asymmetric only; tokens are signed and accepted with exactly this algorithm.
+TOKEN_ALGORITHMS = ("es256",)
+# Clock skew tolerated on exp and nbf; also how long a retired signing key outlives its tokens.
+TOKEN_LEEWAY_SECONDS = 30
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # A Redis that stops answering costs a request at most this long before the failure mode applies.
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -37,6 +41,8 @@ class Settings:
     secret_key: bytes = field(repr=False)
     max_batch: int = 1000
     max_body_bytes: int = 1_048_576
+    # Model files uploaded to POST /admin/v1/models: the only route allowed past max_body_bytes.
+    max_model_upload_bytes: int = 50 * 1024 * 1024
     model_cache_size: int = 8
     log_level: str = "INFO"
     instance_id: str = "local"
@@ -55,6 +61,11 @@ class Settings:
     ratelimit_strategy: str = "moving-window"
     ratelimit_on_store_failure: str = "closed"
     ratelimit_key_prefix: str = "predgate"
+    # OAuth2 access tokens (RFC 9068 JWTs): who issues them, for whom, for how long, how signed.
+    oauth_issuer: str = "predgate"
+    oauth_audience: str = "predgate"
+    token_lifetime_seconds: int = 900
+    jwt_algorithm: str = "ES256"
     # Not read from the environment, so operators cannot switch limits off; benchmarks can.
     rate_limits_enabled: bool = True
 
@@ -106,6 +117,9 @@ class Settings:
             secret_key=secret,
             max_batch=reader.integer("MAX_BATCH", 1000, minimum=1),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576, minimum=256),
+            max_model_upload_bytes=reader.integer(
+                "MAX_MODEL_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024
+            ),
             model_cache_size=reader.integer("MODEL_CACHE_SIZE", 8, minimum=1),
             log_level=log_level,
             instance_id=reader.text("INSTANCE_ID", "") or socket.gethostname(),
@@ -128,6 +142,12 @@ class Settings:
                 "RATELIMIT_ON_STORE_FAILURE", "closed", STORE_FAILURE_MODES
             ),
             ratelimit_key_prefix=_key_prefix(reader.text("RATELIMIT_KEY_PREFIX", "predgate")),
+            oauth_issuer=reader.text("OAUTH_ISSUER", "predgate") or "predgate",
+            oauth_audience=reader.text("OAUTH_AUDIENCE", "predgate") or "predgate",
+            token_lifetime_seconds=reader.integer(
+                "TOKEN_LIFETIME_SECONDS", 900, minimum=60, maximum=86400
+            ),
+            jwt_algorithm=reader.choice("JWT_ALGORITHM", "es256", TOKEN_ALGORITHMS).upper(),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -147,6 +167,18 @@ class Settings:
             "RATELIMIT_SWALLOW_ERRORS": True,
             "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": self.ratelimit_on_store_failure == "local",
             "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
+            # flask-jwt-extended verifies access tokens: one algorithm, our issuer and audience,
+            # from the Authorization header only; the key comes from the token's kid.
+            "JWT_ALGORITHM": self.jwt_algorithm,
+            "JWT_DECODE_ALGORITHMS": [self.jwt_algorithm],
+            "JWT_DECODE_ISSUER": self.oauth_issuer,
+            "JWT_DECODE_AUDIENCE": self.oauth_audience,
+            "JWT_DECODE_LEEWAY": TOKEN_LEEWAY_SECONDS,
+            "JWT_TOKEN_LOCATION": ["headers"],
+            "JWT_HEADER_NAME": "Authorization",
+            "JWT_HEADER_TYPE": "Bearer",
+            "JWT_IDENTITY_CLAIM": "sub",
+            "JWT_ACCESS_TOKEN_EXPIRES": self.token_lifetime_seconds,
         }
 
 

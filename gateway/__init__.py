@@ -8,13 +8,26 @@ from audit.recorder import load_audit_config
 from audit.writer import AuditSink, GroupCommitWriter
 from config import Settings
 from db.engine import create_db_engine, make_session_factory
-from gateway.api import docs, health, model_info, predictions
+from gateway.access_tokens import init_access_tokens
+from gateway.api import (
+    admin_clients,
+    admin_keys,
+    admin_models,
+    admin_tenants,
+    compliance,
+    docs,
+    health,
+    model_info,
+    oauth,
+    predictions,
+)
 from gateway.audit_hook import init_audit
 from gateway.bodies import init_bodies
 from gateway.caller import init_caller
 from gateway.errors import init_errors
 from gateway.extensions import spec
 from gateway.logs import configure_logging, init_access_log
+from gateway.oauth_server import init_oauth_server
 from gateway.rate_limits import init_rate_limits
 from gateway.request_id import init_request_id
 from gateway.runtime import Runtime, init_runtime
@@ -61,7 +74,13 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
     init_errors(app)
     init_audit(app)
     init_rate_limits(app)  # after the audit hook: its notes reach the audit record
+    init_access_tokens(app)
+    init_oauth_server(app, settings)
     for blueprint in (predictions.bp, model_info.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
+    for blueprint in (admin_tenants.bp, admin_keys.bp, admin_clients.bp, admin_models.bp):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(compliance.bp)
+    app.register_blueprint(oauth.bp)
     spec.register(app)
     return app

@@ -7,13 +7,16 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit.digests import body_digest, tenant_digest_key
 from audit.events import AuditEvent
 from audit.writer import AuditUnavailable
 from gateway.audit_notes import audit_notes
+from gateway.bodies import request_body_limit
 from gateway.caller import current_principal
 from gateway.client_address import client_address
 from gateway.errors import problem_response
@@ -42,6 +45,8 @@ def _start_clock() -> None:
 
 
 def _record_response(response: Response) -> Response:
+    if g.get("audit_recorded"):
+        return response  # an admin act committed its record in the transaction of its change
     runtime = get_runtime()
     event_type = _event_type(response.status_code)
     if event_type == "health.check" and not runtime.settings.audit_health_checks:
@@ -76,12 +81,31 @@ def _event_type(status: int) -> str:
 
 
 def _build_event(response: Response, event_type: str) -> AuditEvent:
+    return request_event(
+        event_type,
+        status=response.status_code,
+        response_body=None if response.is_streamed else response.get_data(),
+    )
+
+
+def request_event(
+    event_type: str,
+    *,
+    status: int,
+    response_body: bytes | None,
+    tenant_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """This request's audit event. Admin acts pass the tenant they acted on and what changed."""
     runtime = get_runtime()
-    noted, details = audit_notes()
+    noted, noted_details = audit_notes()
     principal = current_principal()
-    tenant_id = principal.tenant_id if principal else noted.get("tenant_id")
+    if tenant_id is None and principal is not None:
+        tenant_id = principal.tenant_id
+    if tenant_id is None:  # no credential verified, or an admin acting on a tenant
+        tenant_id = noted.get("tenant_id")
+    details = {**noted_details, **(details or {})}
     digest_key = tenant_digest_key(runtime.settings.secret_key, tenant_id)
-    status = response.status_code
     started = g.get("audit_started_perf")
     return AuditEvent(
         event_type=event_type,
@@ -106,9 +130,7 @@ def _build_event(response: Response, event_type: str) -> AuditEvent:
         model_sha256=noted.get("model_sha256"),
         rows=noted.get("rows"),
         request_digest=_request_digest(digest_key),
-        response_digest=None
-        if response.is_streamed
-        else body_digest(digest_key, response.get_data()),
+        response_digest=None if response_body is None else body_digest(digest_key, response_body),
         details=details or None,
     )
 
@@ -118,7 +140,12 @@ def _request_digest(key: bytes) -> str | None:
     limit = get_runtime().settings.max_body_bytes
     if length is not None and length > limit:
         return None  # refused unread (413); reading it now would defeat the limit
-    body = request.get_data(cache=True)
+    if request_body_limit() != limit:
+        return None  # an upload (a model file) is not read again for a digest
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return None  # a chunked body past the limit: the request was refused unread
     return body_digest(key, body) if body else None
 
 

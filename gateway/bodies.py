@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import ApiError
 from gateway.runtime import get_runtime
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+_UPLOAD_MARK = "predgate_accepts_upload"
 MAX_FIELD_NAME_SHOWN = 64
 
 
@@ -84,9 +87,26 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def accepts_upload(view: ViewT) -> ViewT:
+    """Mark a view whose body may reach PREDGATE_MAX_MODEL_UPLOAD_BYTES, not max_body_bytes."""
+    setattr(view, _UPLOAD_MARK, True)
+    return view
+
+
+def request_body_limit() -> int:
+    """The body size this request's route accepts."""
+    settings = get_runtime().settings
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and getattr(view, _UPLOAD_MARK, False):
+        return settings.max_model_upload_bytes
+    return settings.max_body_bytes
+
+
 def _refuse_oversized_body() -> None:
-    # Refuse on the declared length before anything reads the body.
-    limit = get_runtime().settings.max_body_bytes
+    # Refuse on the declared length before anything reads the body; Werkzeug enforces the
+    # same limit while reading a body of undeclared length.
+    limit = request_body_limit()
+    request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(
             413,

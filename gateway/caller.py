@@ -1,8 +1,9 @@
 """Who is calling: the verified principal, resolved once per request from a header credential.
 
-Every consumer (views, and later the rate limiter and the audit hook) goes through
-``resolve_caller`` so the credential is verified exactly once and the tenant can only come
-from it.
+Every consumer (views, the rate limiter and the audit hook) goes through ``resolve_caller`` so
+the credential is verified exactly once and the tenant can only come from it. A bearer
+credential starting with ``pgk_`` (or any X-API-Key) is an API key; any other bearer credential
+is an OAuth2 access token (gateway.access_tokens).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import ParamSpec, TypeVar
 
 from flask import Flask, g, request
 
-from auth.api_keys import authenticate_api_key
+from auth.api_keys import KEY_PREFIX, authenticate_api_key
 from auth.errors import AuthenticationFailed, AuthError, CredentialsInQuery, TenantSuspended
 from auth.principal import Principal
+from gateway.access_tokens import authenticate_token
 from gateway.audit_notes import note_audit
 from gateway.errors import ApiError
 from gateway.runtime import db_session, get_runtime
@@ -64,6 +66,8 @@ def resolve_caller() -> Principal:
 
 def _authenticate() -> Principal:
     credential = presented_credential()
+    if not credential.startswith(KEY_PREFIX) and "Authorization" in request.headers:
+        return _authenticate_jwt(credential)
     session = db_session()
     try:
         principal = authenticate_api_key(session, get_runtime().settings.secret_key, credential)
@@ -75,6 +79,20 @@ def _authenticate() -> Principal:
             note_audit(tenant_id=failure.tenant_id)
         raise
     session.commit()
+    return principal
+
+
+def _authenticate_jwt(credential: str) -> Principal:
+    try:
+        principal = authenticate_token(credential)
+    except (AuthenticationFailed, TenantSuspended) as failure:
+        note_audit(auth_method="jwt")
+        if failure.key_id is not None:  # set only once the token's signature verified
+            note_audit(principal_type="client", principal_id=failure.key_id)
+        if failure.tenant_id is not None:
+            note_audit(tenant_id=failure.tenant_id)
+        raise
+    db_session().commit()
     return principal
 
 

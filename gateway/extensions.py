@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_jwt_extended import JWTManager
 from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
 
@@ -27,6 +28,27 @@ spec = SpecTree(
                 type=SecureType.API_KEY, field_in=InType.HEADER, name="X-API-Key"
             ),
         ),
+        SecurityScheme(
+            name="OAuth2",
+            data=SecuritySchemeData(
+                type=SecureType.OAUTH_TWO,
+                description="Client credentials; the access token goes in Authorization: Bearer",
+                flows={
+                    "clientCredentials": {
+                        "tokenUrl": "/oauth/token",
+                        "scopes": {
+                            "predict": "predict with the tenant's model",
+                            "model:read": "read the tenant's model description",
+                            "admin": "the admin API",
+                            "audit:read": "the compliance API",
+                        },
+                    }
+                },
+            ),
+        ),
     ],
-    security={"ApiKeyBearer": [], "ApiKeyHeader": []},
+    security={"ApiKeyBearer": [], "ApiKeyHeader": [], "OAuth2": []},
 )
+
+# Verifies OAuth2 access tokens; its loaders live in gateway.access_tokens.
+jwt_manager = JWTManager()

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import audit, database, demo, keys, registry, serve, tenants
+from gateway.cli import (
+    audit,
+    clients,
+    database,
+    demo,
+    keys,
+    registry,
+    serve,
+    signing_keys,
+    tenants,
+)
 from gateway.cli.context import CliContext
 
 
@@ -20,6 +30,8 @@ cli.add_command(database.db)
 cli.add_command(registry.models)
 cli.add_command(tenants.tenants)
 cli.add_command(keys.keys)
+cli.add_command(clients.clients)
+cli.add_command(signing_keys.signing_keys)
 cli.add_command(audit.audit)
 cli.add_command(demo.demo)
 cli.add_command(serve.serve)

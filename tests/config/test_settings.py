@@ -36,6 +36,7 @@ def test_each_data_dir_gets_its_own_secret(tmp_path: Path) -> None:
         ("PREDGATE_MAX_BATCH", "many"),
         ("PREDGATE_MAX_BATCH", "0"),
         ("PREDGATE_MAX_BODY_BYTES", "1.5"),
+        ("PREDGATE_MAX_MODEL_UPLOAD_BYTES", "10"),
         ("PREDGATE_MODEL_CACHE_SIZE", "-1"),
         ("PREDGATE_DATABASE_URL", "mysql://localhost/x"),
         ("PREDGATE_LOG_LEVEL", "LOUD"),

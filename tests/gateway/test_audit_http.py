@@ -266,3 +266,32 @@ def test_suspended_tenant_is_audited_as_authz_denied(
     )
     assert record["principal_id"] == world.acme_key_id
     assert record["tenant_id"] is not None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "reason"),
+    [
+        ("POST", "/v1/predict", 413, "payload_too_large"),  # read by the route: refused
+    ],
+)
+def test_chunked_body_over_the_limit_is_never_read_past_it(
+    client: FlaskClient, world: World, session, method, path, status, reason
+) -> None:
+    import io
+
+    big = json.dumps({"instances": [HOUSE] * 3000}).encode()
+    response = client.open(
+        path,
+        method=method,
+        input_stream=io.BytesIO(big),
+        headers={**bearer(world.acme_key), "Content-Type": "application/json"},
+        # No Content-Length: as gunicorn presents a chunked request.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == status
+    record = record_for(session, response)
+    assert (record["http_status"], record["reason_code"], record["request_digest"]) == (
+        status,
+        reason,
+        None,
+    )

@@ -1,0 +1,255 @@
+"""Compliance API: read, export and verify the audit log (scope `audit:read`). Read-only: no
+route here or anywhere else changes or deletes a record. Every read is itself audited.
+
+`GET /audit/v1/records` answers a page of JSON by default; with `Accept: application/x-ndjson`
+(the JSONL export `predgate audit verify --file` checks offline) or `Accept: text/csv` it streams
+an export of a time range. The export's own audit record is committed before the first byte is
+sent (the audit hook runs before the body is iterated), and the stream reads through a database
+session of its own, opened when streaming starts and closed when it ends or is abandoned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from spectree import Response as SpecResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit.events import EVENT_TYPES, OUTCOMES
+from audit.export import iter_csv, iter_jsonl
+from audit.query import AuditFilter, list_checkpoints, query_records
+from audit.recorder import verify_database
+from auth.tenants import get_tenant
+from gateway.audit_notes import note_audit, note_audit_detail
+from gateway.caller import require_scope
+from gateway.errors import ApiError
+from gateway.extensions import spec
+from gateway.query_args import parse_query_args
+from gateway.runtime import db_session, get_runtime
+from gateway.schemas import Problem
+
+bp = Blueprint("compliance", __name__, url_prefix="/audit/v1")
+TAGS = ["compliance"]
+ERRORS: dict[str, Any] = {f"HTTP_{status}": Problem for status in (401, 403, 404, 422)}
+MAX_PAGE = 1000
+EXPORT_TYPES = {"application/x-ndjson": "jsonl", "text/csv": "csv"}
+EXPORT_MIMETYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+def _utc(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parsed = datetime.fromisoformat(value)  # a ValueError becomes a 422 naming the field
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class TimeRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = Field(default=None, description="ISO 8601; UTC when no offset.")
+    until: datetime | None = Field(default=None, description="ISO 8601, exclusive.")
+
+    _times = field_validator("since", "until", mode="before")(_utc)
+
+
+class RecordsQuery(TimeRange):
+    tenant: str | None = Field(default=None, max_length=64, description="Tenant name.")
+    event_type: str | None = Field(default=None, max_length=64)
+    outcome: str | None = Field(default=None, max_length=16)
+    status: int | None = Field(default=None, ge=100, le=599)
+    principal: str | None = Field(default=None, max_length=200, description="Key or client id.")
+    request_id: str | None = Field(default=None, max_length=200)
+    cursor: int | None = Field(default=None, ge=0, description="The last seq already seen.")
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE)
+
+    @field_validator("event_type")
+    @classmethod
+    def _known_event(cls, value: str | None) -> str | None:
+        if value is not None and value not in EVENT_TYPES:
+            raise ValueError("unknown event type")
+        return value
+
+    @field_validator("outcome")
+    @classmethod
+    def _known_outcome(cls, value: str | None) -> str | None:
+        if value is not None and value not in OUTCOMES:
+            raise ValueError("unknown outcome")
+        return value
+
+    def filters(self) -> dict[str, Any]:
+        """The filters given, as the audit record's details show them."""
+        return {
+            k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in self.model_dump(exclude_none=True, exclude={"limit", "cursor"}).items()
+        }
+
+
+class CheckpointsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_seq: int | None = Field(default=None, ge=0)
+    to_seq: int | None = Field(default=None, ge=0)
+
+
+class RecordPage(BaseModel):
+    records: list[dict[str, Any]]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+def _streams_exports(view: Callable[[], ResponseReturnValue]) -> Callable[[], ResponseReturnValue]:
+    # spectree reads every response body its wrapper returns, which would buffer a whole
+    # export (and run it before its audit record is committed): exports bypass that wrapper.
+    @wraps(view)
+    def wrapper() -> ResponseReturnValue:
+        wanted = request.accept_mimetypes.best_match(["application/json", *EXPORT_TYPES])
+        if wanted in EXPORT_TYPES:
+            return export(EXPORT_TYPES[wanted])
+        return view()
+
+    return wrapper
+
+
+@bp.get("/records")
+@_streams_exports
+@spec.validate(
+    query=RecordsQuery,
+    resp=SpecResponse(HTTP_200=RecordPage, **ERRORS),
+    tags=TAGS,
+    skip_validation=True,
+)
+@require_scope("audit:read")
+def records() -> ResponseReturnValue:
+    """Records matching the filters, oldest first, a page at a time (`next_cursor`).
+
+    With `Accept: application/x-ndjson` (the JSONL export, verifiable offline) or `text/csv`:
+    a streamed export of the records from `since` to `until`.
+    """
+    query = parse_query_args(RecordsQuery)
+    session = db_session()
+    tenant_id = get_tenant(session, query.tenant).id if query.tenant else None
+    note_audit(event_type="audit.read", tenant_id=tenant_id)
+    note_audit_detail(filters=query.filters(), cursor=query.cursor, limit=query.limit)
+    found = query_records(
+        session,
+        AuditFilter(
+            tenant_id=tenant_id,
+            since=query.since,
+            until=query.until,
+            event_type=query.event_type,
+            outcome=query.outcome,
+            http_status=query.status,
+            principal_id=query.principal,
+            request_id=query.request_id,
+            after_seq=query.cursor,
+            limit=query.limit,
+        ),
+    )
+    note_audit_detail(returned=len(found))
+    next_cursor = found[-1]["seq"] if len(found) == query.limit else None
+    return jsonify({"records": found, "next_cursor": next_cursor})
+
+
+@require_scope("audit:read")
+def export(fmt: str) -> Response:
+    """A streamed export of a time range (`Accept: application/x-ndjson` or `text/csv`)."""
+    note_audit(event_type="audit.export")
+    query = parse_query_args(RecordsQuery)
+    unsupported = query.model_dump(exclude_none=True, exclude={"since", "until", "limit"})
+    problems = [{"field": name, "reason": "missing"} for name in ("since", "until")]
+    problems = [p for p in problems if getattr(query, p["field"]) is None]
+    problems += [{"field": name, "reason": "not_supported_for_export"} for name in unsupported]
+    if problems:
+        raise ApiError(
+            422,
+            "validation_error",
+            "Invalid export request",
+            "An export takes exactly a time range: since and until.",
+            extra={"errors": problems},
+        )
+    assert query.since is not None
+    assert query.until is not None
+    note_audit_detail(since=query.since.isoformat(), until=query.until.isoformat(), format=fmt)
+    runtime = get_runtime()
+    lines = _export_lines(
+        runtime.sessions, fmt, query.since, query.until, runtime.audit_config.public_keys()
+    )
+    name = f"audit-{query.since:%Y%m%dT%H%M%S}-{query.until:%Y%m%dT%H%M%S}.{fmt}"
+    return Response(
+        lines,
+        mimetype=EXPORT_MIMETYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _export_lines(
+    sessions: sessionmaker[Session],
+    fmt: str,
+    since: datetime,
+    until: datetime,
+    public_keys: Mapping[str, Ed25519PublicKey],
+) -> Iterator[str]:
+    # Runs after the request has ended: its own session, closed however the stream ends.
+    with sessions() as session:
+        if fmt == "jsonl":
+            yield from iter_jsonl(session, since=since, until=until, public_keys=public_keys)
+        else:
+            yield from iter_csv(session, since=since, until=until)
+
+
+@bp.get("/verify")
+@spec.validate(query=TimeRange, resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@require_scope("audit:read")
+def verify() -> ResponseReturnValue:
+    """Recompute the chain and checkpoints (all, or a time range); the report says what failed."""
+    query = parse_query_args(TimeRange)
+    report = verify_database(
+        db_session(),
+        get_runtime().audit_config.public_keys(),
+        since=query.since,
+        until=query.until,
+    )
+    note_audit(event_type="audit.verify")
+    note_audit_detail(
+        since=query.since and query.since.isoformat(),
+        until=query.until and query.until.isoformat(),
+        ok=report.ok,
+        records=report.records_checked,
+        findings=len(report.findings),
+        uncovered_tail=report.uncovered_tail,
+    )
+    return jsonify(report.to_dict())
+
+
+@bp.get("/checkpoints")
+@spec.validate(query=CheckpointsQuery, resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@require_scope("audit:read")
+def checkpoints() -> ResponseReturnValue:
+    """Signed checkpoints and prune anchors, optionally those whose seq lies in a range."""
+    query = parse_query_args(CheckpointsQuery)
+    found = list_checkpoints(db_session(), first_seq=query.from_seq, last_seq=query.to_seq)
+    note_audit(event_type="audit.read")
+    note_audit_detail(resource="checkpoints", returned=len(found))
+    return jsonify({"checkpoints": found})
+
+
+@bp.get("/public-key")
+@spec.validate(resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@require_scope("audit:read")
+def public_key() -> ResponseReturnValue:
+    """The Ed25519 public key checkpoints are signed with (PEM), to verify exports offline."""
+    signer = get_runtime().audit_config.signer
+    note_audit(event_type="audit.read")
+    note_audit_detail(resource="public_key")
+    return jsonify(
+        {"algorithm": "Ed25519", "key_id": signer.key_id, "public_key": signer.public_pem()}
+    )

@@ -1,0 +1,121 @@
+"""`predgate clients`: OAuth2 clients (client credentials) for partners, admins and compliance."""
+
+from __future__ import annotations
+
+import click
+
+from auth.clients import (
+    IssuedClient,
+    OAuthClient,
+    create_client,
+    list_clients,
+    revoke_client,
+    rotate_client_secret,
+)
+from auth.principal import ROLE_SCOPES
+from auth.tenants import get_tenant
+from gateway.cli.context import AdminAct, CliContext, echo_json, echo_table, handle_errors, pass_cli
+
+
+@click.group()
+def clients() -> None:
+    """OAuth2 clients: they get access tokens at POST /oauth/token."""
+
+
+def client_json(client: OAuthClient) -> dict[str, object]:
+    """A client's public description (never its secret)."""
+    return {
+        "client_id": client.client_id,
+        "role": client.role,
+        "tenant": client.tenant_name,
+        "scopes": list(client.scopes),
+        "created_at": client.created_at,
+        "created_by": client.created_by,
+        "revoked_at": client.revoked_at,
+    }
+
+
+def _echo_issued(issued: IssuedClient, as_json: bool) -> None:
+    if as_json:
+        echo_json({"client_id": issued.client.client_id, "client_secret": issued.client_secret})
+        return
+    click.echo(f"client id:     {issued.client.client_id}  (role {issued.client.role})")
+    click.echo(f"client secret: {issued.client_secret}")
+    click.echo("This is the only time the secret is shown; store it now.", err=True)
+
+
+def _note_tenant(act: AdminAct, client: OAuthClient) -> None:
+    if client.tenant_name is not None:
+        act.tenant_id = get_tenant(act.session, client.tenant_name).id
+
+
+@clients.command("create")
+@click.option("--role", required=True, type=click.Choice(sorted(ROLE_SCOPES)))
+@click.option("--tenant", help="The tenant of a partner client (required for partners only).")
+@click.option("--scopes", help="Comma-separated; by default all of the role's scopes.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def clients_create(
+    cli: CliContext, role: str, tenant: str | None, scopes: str | None, as_json: bool
+) -> None:
+    """Create a client and print its id and secret once."""
+    wanted = [s.strip() for s in scopes.split(",")] if scopes is not None else None
+    with cli.act("client.create", role=role, tenant=tenant, scopes=wanted) as act:
+        issued = create_client(
+            act.session,
+            cli.settings.secret_key,
+            role=role,
+            tenant_name=tenant,
+            scopes=wanted,
+            created_by=cli.actor,
+        )
+        act.details["client_id"] = issued.client.client_id
+        act.details["scopes"] = list(issued.client.scopes)
+        _note_tenant(act, issued.client)
+    _echo_issued(issued, as_json)
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def clients_list(cli: CliContext, as_json: bool) -> None:
+    """List clients (never their secrets)."""
+    with cli.session() as session:
+        found = list_clients(session)
+    if as_json:
+        echo_json([client_json(c) for c in found])
+        return
+    echo_table(
+        ["client id", "role", "tenant", "scopes", "created", "revoked"],
+        [
+            [c.client_id, c.role, c.tenant_name, " ".join(c.scopes), c.created_at, c.revoked_at]
+            for c in found
+        ],
+    )
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+@pass_cli
+@handle_errors
+def clients_revoke(cli: CliContext, client_id: str) -> None:
+    """Revoke a client: no new tokens, and its tokens are refused from the next request."""
+    with cli.act("client.revoke", client_id=client_id) as act:
+        revoked = revoke_client(act.session, client_id)
+        _note_tenant(act, revoked)
+    click.echo(f"client {client_id} revoked")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+@handle_errors
+def clients_rotate_secret(cli: CliContext, client_id: str, as_json: bool) -> None:
+    """Give a client a new secret (printed once); the old secret stops working now."""
+    with cli.act("client.rotate_secret", client_id=client_id) as act:
+        issued = rotate_client_secret(act.session, cli.settings.secret_key, client_id)
+        _note_tenant(act, issued.client)
+    _echo_issued(issued, as_json)

@@ -1,0 +1,54 @@
+"""Access-token settings: issuer, audience, lifetime and the one accepted algorithm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import Settings, SettingsError
+
+
+def test_token_defaults_and_flask_jwt_extended_keys(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PREDGATE_DATA_DIR": str(tmp_path)})
+    assert settings.oauth_issuer == "predgate"
+    assert settings.oauth_audience == "predgate"
+    assert settings.token_lifetime_seconds == 900
+    assert settings.jwt_algorithm == "ES256"
+    config = settings.flask_config()
+    assert config["JWT_DECODE_ALGORITHMS"] == ["ES256"]
+    assert config["JWT_DECODE_ISSUER"] == "predgate"
+    assert config["JWT_DECODE_AUDIENCE"] == "predgate"
+    assert config["JWT_TOKEN_LOCATION"] == ["headers"]
+
+
+def test_token_settings_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "PREDGATE_DATA_DIR": str(tmp_path),
+            "PREDGATE_OAUTH_ISSUER": "https://gateway.example",
+            "PREDGATE_OAUTH_AUDIENCE": "https://gateway.example/v1",
+            "PREDGATE_TOKEN_LIFETIME_SECONDS": "300",
+            "PREDGATE_JWT_ALGORITHM": "es256",
+        }
+    )
+    assert settings.oauth_issuer == "https://gateway.example"
+    assert settings.oauth_audience == "https://gateway.example/v1"
+    assert settings.token_lifetime_seconds == 300
+    assert settings.jwt_algorithm == "ES256"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JWT_ALGORITHM", "HS256"),
+        ("JWT_ALGORITHM", "none"),
+        ("JWT_ALGORITHM", "RS256"),
+        ("TOKEN_LIFETIME_SECONDS", "10"),
+        ("TOKEN_LIFETIME_SECONDS", "999999"),
+        ("TOKEN_LIFETIME_SECONDS", "soon"),
+    ],
+)
+def test_bad_token_settings_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"PREDGATE_{name}"):
+        Settings.from_env({"PREDGATE_DATA_DIR": str(tmp_path), f"PREDGATE_{name}": value})

@@ -1,0 +1,91 @@
+"""A real OAuth2 client library (requests-oauthlib, RFC 6749 client credentials) gets a token
+from a running `predgate serve` and calls POST /v1/predict with it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from oauthlib.oauth2 import BackendApplicationClient
+from requests_oauthlib import OAuth2Session
+
+from config import Settings
+from tests.conftest import HOUSE
+from tests.ratelimit_support import free_port
+
+PREDGATE = str(Path(sys.executable).with_name("predgate"))
+START_SECONDS = 20
+
+
+def _wait_until_serving(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "predgate serve exited"
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise AssertionError(f"predgate serve did not answer within {START_SECONDS} s")
+
+
+def test_requests_oauthlib_gets_a_token_and_predicts(
+    settings: Settings, predgate: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server listens on plain HTTP on loopback; production sits behind TLS.
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    demo = json.loads(predgate("demo", "--json").stdout)
+    tenant = demo["tenants"][0]["tenant"]
+    created = json.loads(
+        predgate("clients", "create", "--role", "partner", "--tenant", tenant, "--json").stdout
+    )
+    port = free_port()
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "PREDGATE_DATA_DIR": str(settings.data_dir),
+        "PREDGATE_DATABASE_URL": settings.database_url,
+        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
+        "PREDGATE_INSTANCE_ID": "oauth-client-test",
+    }
+    server = subprocess.Popen(
+        [PREDGATE, "serve", "--port", str(port), "--threads", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(base, server)
+        metadata = requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()
+        oauth = OAuth2Session(client=BackendApplicationClient(client_id=created["client_id"]))
+        token = oauth.fetch_token(
+            token_url=metadata["token_endpoint"],
+            client_id=created["client_id"],
+            client_secret=created["client_secret"],
+            timeout=10,
+        )
+        assert token["token_type"].lower() == "bearer"
+        assert set(token["scope"]) == {"predict", "model:read"}
+        response = oauth.post(f"{base}/v1/predict", json=HOUSE, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"]["name"] == demo["tenants"][0]["model"]
+        revoked = requests.post(
+            metadata["revocation_endpoint"],
+            data={"token": token["access_token"]},
+            auth=(created["client_id"], created["client_secret"]),
+            timeout=10,
+        )
+        assert revoked.status_code == 200
+        refused = oauth.post(f"{base}/v1/predict", json=HOUSE, timeout=10)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "token_revoked"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
