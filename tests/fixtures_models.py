@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.training import make_house_price_data, make_iris_data
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from models.training import make_house_price_data, make_iris_data
 
 
 def build_estimators() -> dict[str, Any]:
