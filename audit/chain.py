@@ -66,11 +66,15 @@ def append_and_commit(
     *,
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
-) -> list[dict[str, Any]]:
-    """Append events in a transaction of their own and commit it (the request writer's path)."""
+    head_hint: Head | None = None,
+) -> tuple[list[dict[str, Any]], Head]:
+    """Append events in a transaction of their own and commit it (the request writer's path).
+
+    Returns the records and the new head, which the caller may pass back as `head_hint`.
+    """
     if connection.dialect.name != "postgresql":
         with connection.begin():
-            return append_events(connection, events, signer=signer, policy=policy)
+            return _append_sqlite(connection, events, signer, policy, head_hint)
     for _attempt in range(MAX_APPEND_ATTEMPTS):
         with connection.begin():
             head = read_head(connection)
@@ -94,8 +98,43 @@ def append_and_commit(
             if checkpoint_due(new_head, policy, datetime.now(UTC)):
                 with connection.begin():
                     checkpoint_locked_if_due(connection, signer=signer, policy=policy)
-            return records
+            return records, new_head
     raise RuntimeError("the audit chain head kept moving; append not committed")
+
+
+def _append_sqlite(
+    connection: Connection,
+    events: Sequence[AuditEvent],
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
+    hint: Head | None,
+) -> tuple[list[dict[str, Any]], Head]:
+    # In the embedded default one process writes, so the head it wrote last is almost always
+    # still the head: move it conditionally (which also takes the write lock) and skip reading
+    # it. If anything else appended meanwhile, fall back to lock-and-read in this transaction.
+    if hint is not None:
+        records = _chain(events, hint)
+        moved = connection.execute(
+            update(AuditHeadRow)
+            .where(
+                AuditHeadRow.id == HEAD_ID,
+                AuditHeadRow.seq == hint.seq,
+                AuditHeadRow.hash == hint.hash,
+            )
+            .values(seq=records[-1]["seq"], hash=records[-1]["hash"])
+        ).rowcount
+        if moved == 1:
+            rows = [{**r, "ts": e.ts} for r, e in zip(records, events, strict=True)]
+            connection.execute(insert(AuditRecordRow), rows)
+            head = Head(
+                records[-1]["seq"], records[-1]["hash"], hint.checkpoint_seq, hint.checkpoint_at
+            )
+            if checkpoint_due(head, policy, datetime.now(UTC)):
+                checkpoint_locked_if_due(connection, signer=signer, policy=policy)
+                head = read_head(connection)
+            return records, head
+    records = append_events(connection, events, signer=signer, policy=policy)
+    return records, read_head(connection)
 
 
 def _chain(events: Sequence[AuditEvent], head: Head) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client import Counter
 from sqlalchemy import Connection, Engine
 
-from audit.chain import CheckpointPolicy, append_and_commit, checkpoint_now_if_due
+from audit.chain import CheckpointPolicy, Head, append_and_commit, checkpoint_now_if_due
 from audit.events import AuditEvent
 from audit.signing import CheckpointSigner
 
@@ -82,6 +82,7 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._held: Connection | None = None
+        self._head_hint: Head | None = None
         self.failures = 0
 
     def record(self, event: AuditEvent) -> None:
@@ -115,6 +116,7 @@ class GroupCommitWriter:
             # A forked child inherits neither the thread nor a usable queue or connection.
             self._queue = queue.SimpleQueue()
             self._held = None
+            self._head_hint = None
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
@@ -158,16 +160,18 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            append_and_commit(
+            _records, self._head_hint = append_and_commit(
                 self._connection(),
                 [pending.event for pending in batch],
                 signer=self._signer,
                 policy=self._policy,
+                head_hint=self._head_hint,
             )
             AUDIT_RECORDS.inc(len(batch))
         except Exception as exc:  # any store failure fails these requests, never drops them
             log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
             self._drop_connection()
+            self._head_hint = None
             for pending in batch:
                 pending.error = exc
                 self._count_failure()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -76,12 +77,23 @@ class RedisServer:
 
 
 class Clock:
-    """Stands in for `time.time`, which `limits` and flask-limiter read; moved by hand."""
+    """Stands in for `time.time`, which `limits` and flask-limiter read; moved by hand.
+
+    Only the thread that made the clock (the test's, which also serves the test client's
+    requests) sees it; other threads keep the real time. limits' MemoryStorage prunes expired
+    entries on a 10 ms `threading.Timer` whose firing depends on real time and whose cut-off
+    (`expiry <= now`) is one instant earlier than the request path's (`atime >= now - window`):
+    on the test clock it could drop an entry exactly at a window boundary, or not, at random.
+    """
 
     def __init__(self, now: float) -> None:
         self.now = now
+        self._owner = threading.get_ident()
+        self._real_time = time.time
 
     def __call__(self) -> float:
+        if threading.get_ident() != self._owner:
+            return self._real_time()
         return self.now
 
     def advance(self, seconds: float) -> None:
