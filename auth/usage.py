@@ -53,6 +53,20 @@ class WindowUsage:
             return math.floor(now)
         return max(math.floor(now) + 1, math.floor(self.reset_at) + 1)
 
+    def to_dict(self, now: float) -> dict[str, Any]:
+        """The window's consumption as `keys usage --json` and the admin API show it."""
+        return {
+            "window": self.name,
+            "scope": self.scope,
+            "policy": self.policy,
+            "policy_source": self.source,
+            "limit": self.limit,
+            "window_seconds": self.window_seconds,
+            "used": self.used,
+            "remaining": self.remaining,
+            "resets_in_seconds": self.seconds_until_reset(now),
+        }
+
 
 def open_counters(storage_uri: str, strategy: str, options: dict[str, Any]) -> RateLimiter:
     """The `limits` strategy over the counter store the gateway writes to."""

@@ -17,7 +17,7 @@ from auth.api_keys import ApiKey, get_key, issue_key, list_keys, revoke_key, rot
 from auth.api_keys import set_key_limit as set_key_policy
 from auth.durations import parse_duration
 from auth.tenants import get_tenant
-from auth.usage import WindowUsage, key_usage
+from auth.usage import key_usage
 from gateway.admin_acts import admin_act
 from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
@@ -213,18 +213,4 @@ def usage(key_id: str) -> ResponseReturnValue:
             "The rate-limit store cannot be read right now.",
         ) from None
     now = time.time()
-    return jsonify({"key_id": key_id, "windows": [_window_json(u, now) for u in windows]})
-
-
-def _window_json(usage: WindowUsage, now: float) -> dict[str, Any]:
-    return {
-        "window": usage.name,
-        "scope": usage.scope,
-        "policy": usage.policy,
-        "policy_source": usage.source,
-        "limit": usage.limit,
-        "window_seconds": usage.window_seconds,
-        "used": usage.used,
-        "remaining": usage.remaining,
-        "resets_in_seconds": usage.seconds_until_reset(now),
-    }
+    return jsonify({"key_id": key_id, "windows": [u.to_dict(now) for u in windows]})

@@ -228,25 +228,7 @@ def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
 def _echo_usage(key_id: str, usage: list[WindowUsage], as_json: bool) -> None:
     now = time.time()
     if as_json:
-        echo_json(
-            {
-                "key_id": key_id,
-                "windows": [
-                    {
-                        "window": u.name,
-                        "scope": u.scope,
-                        "policy": u.policy,
-                        "policy_source": u.source,
-                        "limit": u.limit,
-                        "window_seconds": u.window_seconds,
-                        "used": u.used,
-                        "remaining": u.remaining,
-                        "resets_in_seconds": u.seconds_until_reset(now),
-                    }
-                    for u in usage
-                ],
-            }
-        )
+        echo_json({"key_id": key_id, "windows": [u.to_dict(now) for u in usage]})
         return
     echo_table(
         ["window", "policy", "from", "limit", "used", "remaining", "resets in"],
