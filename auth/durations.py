@@ -12,7 +12,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse `90d`, `24h`, `30m`, `45s` or `2w` into a timedelta."""
+    """Parse `90d`, `24h`, `30m`, `45s`, `2w` (or `0`) into a timedelta."""
+    if text.strip() == "0":
+        return timedelta(0)
     match = _DURATION.match(text.strip())
     if not match:
         raise InvalidArgument("a duration is a number followed by s, m, h, d or w (e.g. 90d)")

@@ -4,7 +4,6 @@ set the rate limit, read usage. The same domain functions as `predgate keys`."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
@@ -153,7 +152,7 @@ def rotate(key_id: str) -> ResponseReturnValue:
     with admin_act("key.rotate", key_id=key_id) as act:
         body = parse_optional_body(KeyRotate)
         act.details["grace"] = body.grace
-        grace = parse_duration(body.grace) if body.grace != "0" else timedelta(0)
+        grace = parse_duration(body.grace)
         issued = rotate_key(
             act.session, get_runtime().settings.secret_key, key_id, created_by=actor(), grace=grace
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import click
 from limits.errors import StorageError
@@ -161,7 +160,7 @@ def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
 @handle_errors
 def keys_rotate(cli: CliContext, key_id: str, grace: str, as_json: bool) -> None:
     """Issue a successor key; the old one keeps working until the grace period ends."""
-    grace_period = parse_duration(grace) if grace != "0" else timedelta(0)
+    grace_period = parse_duration(grace)
     with cli.act("key.rotate", key_id=key_id, grace=grace) as act:
         issued = rotate_key(
             act.session, cli.settings.secret_key, key_id, created_by=cli.actor, grace=grace_period
