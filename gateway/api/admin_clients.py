@@ -23,7 +23,7 @@ from gateway.api.admin_shapes import ERROR_RESPONSES, StrictBody, actor, iso
 from gateway.audit_notes import note_audit
 from gateway.bodies import parse_json_body
 from gateway.caller import require_scope
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.runtime import db_session, get_runtime
 
 bp = Blueprint("admin_clients", __name__, url_prefix="/admin/v1/clients")
@@ -73,11 +73,10 @@ def _tenant_id_of(client: OAuthClient) -> int | None:
 
 
 @bp.post("")
-@spec.validate(
+@documented(
     json=ClientCreate,
     resp=Response(HTTP_201=IssuedClientOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def create() -> ResponseReturnValue:
@@ -100,9 +99,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("")
-@spec.validate(
-    resp=Response(HTTP_200=ClientList, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=ClientList, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def list_all() -> ResponseReturnValue:
     """Every client (never a secret)."""
@@ -111,9 +108,7 @@ def list_all() -> ResponseReturnValue:
 
 
 @bp.post("/<client_id>/revoke")
-@spec.validate(
-    resp=Response(HTTP_200=ClientOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=ClientOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def revoke(client_id: str) -> ResponseReturnValue:
     """Revoke a client: no new tokens, and its tokens are refused from the next request."""
@@ -124,9 +119,7 @@ def revoke(client_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/<client_id>/rotate-secret")
-@spec.validate(
-    resp=Response(HTTP_200=IssuedClientOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=IssuedClientOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def rotate_secret(client_id: str) -> ResponseReturnValue:
     """Replace the client's secret (shown once); the old one stops working at once."""

@@ -35,7 +35,7 @@ from gateway.audit_notes import note_audit
 from gateway.bodies import parse_json_body
 from gateway.caller import require_scope
 from gateway.errors import ApiError
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.query_args import parse_query_args
 from gateway.rate_limits import EXTENSION_KEY as RATE_LIMITS_KEY
 from gateway.rate_limits import get_rate_limits
@@ -79,11 +79,10 @@ def _issued(issued_json: dict[str, Any], status: int) -> ResponseReturnValue:
 
 
 @bp.post("")
-@spec.validate(
+@documented(
     json=KeyIssue,
     resp=Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def issue() -> ResponseReturnValue:
@@ -106,11 +105,10 @@ def issue() -> ResponseReturnValue:
 
 
 @bp.get("")
-@spec.validate(
+@documented(
     query=KeyListQuery,
     resp=Response(HTTP_200=KeyList, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def list_all() -> ResponseReturnValue:
@@ -122,11 +120,10 @@ def list_all() -> ResponseReturnValue:
 
 
 @bp.post("/<key_id>/revoke")
-@spec.validate(
+@documented(
     json=KeyRevoke,
     resp=Response(HTTP_200=KeyOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def revoke(key_id: str) -> ResponseReturnValue:
@@ -140,11 +137,10 @@ def revoke(key_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/<key_id>/rotate")
-@spec.validate(
+@documented(
     json=KeyRotate,
     resp=Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def rotate(key_id: str) -> ResponseReturnValue:
@@ -162,11 +158,10 @@ def rotate(key_id: str) -> ResponseReturnValue:
 
 
 @bp.put("/<key_id>/rate-limit")
-@spec.validate(
+@documented(
     json=RateLimitBody,
     resp=Response(HTTP_200=KeyOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def set_limit(key_id: str) -> ResponseReturnValue:
@@ -180,10 +175,9 @@ def set_limit(key_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/<key_id>/usage")
-@spec.validate(
+@documented(
     resp=Response(HTTP_200=KeyUsageOut, HTTP_503=Problem, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def usage(key_id: str) -> ResponseReturnValue:

@@ -28,7 +28,7 @@ from gateway.audit_notes import note_audit
 from gateway.bodies import accepts_upload, field_path
 from gateway.caller import require_scope
 from gateway.errors import ApiError
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.runtime import db_session, get_runtime
 from models.registry import get_model, list_models, parse_model_ref, register_model
 
@@ -53,9 +53,7 @@ class ModelUpload(StrictBody):
 
 
 @bp.get("")
-@spec.validate(
-    resp=Response(HTTP_200=ModelList, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=ModelList, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def list_all() -> ResponseReturnValue:
     """Every registered version, by name then version."""
@@ -64,9 +62,7 @@ def list_all() -> ResponseReturnValue:
 
 
 @bp.get("/<ref>")
-@spec.validate(
-    resp=Response(HTTP_200=ModelVersionOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=ModelVersionOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def show(ref: str) -> ResponseReturnValue:
     """NAME (its latest version) or NAME@VERSION."""
@@ -76,11 +72,10 @@ def show(ref: str) -> ResponseReturnValue:
 
 
 @bp.post("")
-@spec.validate(
+@documented(
     form=ModelUpload,
     resp=Response(HTTP_201=ModelVersionOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 @accepts_upload

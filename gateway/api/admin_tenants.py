@@ -30,7 +30,7 @@ from gateway.api.admin_shapes import (
 from gateway.audit_notes import note_audit
 from gateway.bodies import parse_json_body
 from gateway.caller import require_scope
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.runtime import db_session
 from models.registry import parse_model_ref
 
@@ -39,11 +39,10 @@ TAGS = ["admin: tenants"]
 
 
 @bp.post("")
-@spec.validate(
+@documented(
     json=TenantCreate,
     resp=Response(HTTP_201=TenantOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def create() -> ResponseReturnValue:
@@ -57,9 +56,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("")
-@spec.validate(
-    resp=Response(HTTP_200=TenantList, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=TenantList, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def list_all() -> ResponseReturnValue:
     """Every tenant with its status, model and rate limit."""
@@ -68,9 +65,7 @@ def list_all() -> ResponseReturnValue:
 
 
 @bp.get("/<name>")
-@spec.validate(
-    resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def show(name: str) -> ResponseReturnValue:
     """One tenant."""
@@ -79,9 +74,7 @@ def show(name: str) -> ResponseReturnValue:
 
 
 @bp.post("/<name>/suspend")
-@spec.validate(
-    resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def suspend(name: str) -> ResponseReturnValue:
     """Suspend a tenant: its credentials answer 403 from the next request."""
@@ -92,9 +85,7 @@ def suspend(name: str) -> ResponseReturnValue:
 
 
 @bp.post("/<name>/resume")
-@spec.validate(
-    resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS, skip_validation=True
-)
+@documented(resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES), tags=TAGS)
 @require_scope("admin")
 def resume(name: str) -> ResponseReturnValue:
     """Resume a suspended tenant."""
@@ -105,11 +96,10 @@ def resume(name: str) -> ResponseReturnValue:
 
 
 @bp.put("/<name>/model")
-@spec.validate(
+@documented(
     json=ModelAssignment,
     resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def assign(name: str) -> ResponseReturnValue:
@@ -124,11 +114,10 @@ def assign(name: str) -> ResponseReturnValue:
 
 
 @bp.put("/<name>/rate-limit")
-@spec.validate(
+@documented(
     json=RateLimitBody,
     resp=Response(HTTP_200=TenantOut, **ERROR_RESPONSES),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("admin")
 def set_limit(name: str) -> ResponseReturnValue:

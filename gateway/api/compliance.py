@@ -30,7 +30,7 @@ from auth.tenants import get_tenant
 from gateway.audit_notes import note_audit, note_audit_detail
 from gateway.caller import require_scope
 from gateway.errors import ApiError
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.query_args import parse_query_args
 from gateway.runtime import db_session, get_runtime
 from gateway.schemas import Problem
@@ -118,11 +118,10 @@ def _streams_exports(view: Callable[[], ResponseReturnValue]) -> Callable[[], Re
 
 @bp.get("/records")
 @_streams_exports
-@spec.validate(
+@documented(
     query=RecordsQuery,
     resp=SpecResponse(HTTP_200=RecordPage, **ERRORS),
     tags=TAGS,
-    skip_validation=True,
 )
 @require_scope("audit:read")
 def records() -> ResponseReturnValue:
@@ -207,7 +206,7 @@ def _export_lines(
 
 
 @bp.get("/verify")
-@spec.validate(query=TimeRange, resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@documented(query=TimeRange, resp=SpecResponse(**ERRORS), tags=TAGS)
 @require_scope("audit:read")
 def verify() -> ResponseReturnValue:
     """Recompute the chain and checkpoints (all, or a time range); the report says what failed."""
@@ -231,7 +230,7 @@ def verify() -> ResponseReturnValue:
 
 
 @bp.get("/checkpoints")
-@spec.validate(query=CheckpointsQuery, resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@documented(query=CheckpointsQuery, resp=SpecResponse(**ERRORS), tags=TAGS)
 @require_scope("audit:read")
 def checkpoints() -> ResponseReturnValue:
     """Signed checkpoints and prune anchors, optionally those whose seq lies in a range."""
@@ -243,7 +242,7 @@ def checkpoints() -> ResponseReturnValue:
 
 
 @bp.get("/public-key")
-@spec.validate(resp=SpecResponse(**ERRORS), tags=TAGS, skip_validation=True)
+@documented(resp=SpecResponse(**ERRORS), tags=TAGS)
 @require_scope("audit:read")
 def public_key() -> ResponseReturnValue:
     """The Ed25519 public key checkpoints are signed with (PEM), to verify exports offline."""

@@ -8,7 +8,7 @@ from spectree import Response
 
 from auth.tenants import get_assignment
 from gateway.caller import require_scope, resolve_caller
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.runtime import db_session
 from gateway.schemas import ModelInfo, Problem
 from models.registry import get_model
@@ -17,7 +17,7 @@ bp = Blueprint("model_info", __name__)
 
 
 @bp.get("/v1/model")
-@spec.validate(
+@documented(
     resp=Response(
         HTTP_200=ModelInfo,
         HTTP_401=Problem,
@@ -27,7 +27,6 @@ bp = Blueprint("model_info", __name__)
         HTTP_503=Problem,
     ),
     tags=["predictions"],
-    skip_validation=True,
 )
 @require_scope("model:read")
 def assigned_model() -> ResponseReturnValue:

@@ -12,7 +12,7 @@ from auth.tenants import get_assignment
 from gateway.audit_notes import note_audit
 from gateway.bodies import parse_json_body
 from gateway.caller import require_scope, resolve_caller
-from gateway.extensions import spec
+from gateway.extensions import documented
 from gateway.request_id import current_request_id
 from gateway.runtime import db_session, get_runtime
 from gateway.schemas import PredictRequest, PredictResponse, Problem
@@ -26,11 +26,10 @@ ERROR_RESPONSES: dict[str, Any] = {
 
 
 @bp.post("/v1/predict")
-@spec.validate(
+@documented(
     json=PredictRequest,
     resp=Response(HTTP_200=PredictResponse, **ERROR_RESPONSES),
     tags=["predictions"],
-    skip_validation=True,  # validated below by parse_json_body, with problem+json errors
 )
 @require_scope("predict")
 def predict() -> ResponseReturnValue:
