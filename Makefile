@@ -40,13 +40,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks (never part of the tests): latency, audit throughput, rate-limit overhead.
-## audit_throughput needs wrk (apt-get install wrk); ratelimit_overhead needs Redis.
+## Benchmark (never part of the tests): predgate against bare Flask baselines in one run
+## (about 10-15 min; needs wrk, the local PostgreSQL and Redis). Results in bench/results/.
+## BENCH_ARGS=--quick for a smoke run. By hand: bench.audit_throughput, bench.ratelimit_overhead.
 bench: install
-	$(BIN)/python -m bench.predict_latency
-	$(BIN)/python -m bench.audit_throughput
-	$(BIN)/python -m bench.ratelimit_overhead
-	$(BIN)/python -m bench.auth_cost
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -41,21 +41,54 @@ class Head:
     checkpoint_at: datetime | None
 
 
-# PostgreSQL: move the head and insert the records in ONE statement, conditional on the head
-# still being where we read it. The row lock is then held for a single statement and its
-# commit, instead of several round trips, so writers in many processes do not queue behind
-# each other's network and GIL delays. A writer that lost the race inserts nothing and retries.
+class AppendExpired(RuntimeError):
+    """The database received the append after its deadline and refused it: nothing committed."""
+
+
+# PostgreSQL: one statement, sent in autocommit mode, so a batch costs one round trip and the
+# head's row lock is held for that statement only. It moves the head, inserts the records and,
+# when due, the signed checkpoint, all only if the head is still where this writer believes it
+# is and the statement runs before its deadline (a database that was frozen past the answer's
+# deadline must not commit a record that contradicts it). Otherwise the head is rewritten with
+# its own values, which takes its row lock and returns its latest version: the writer re-chains
+# on that and tries again.
+_PG_OK = (
+    "(seq = :old_seq AND hash = :old_hash AND (CAST(:deadline AS timestamptz) IS NULL "
+    "OR statement_timestamp() < CAST(:deadline AS timestamptz)))"
+)
+_PG_MOVED = "(SELECT seq FROM moved) = :new_seq AND (SELECT hash FROM moved) = :new_hash"
 _PG_APPEND = text(
-    """
+    f"""
     WITH moved AS (
-        UPDATE audit_head SET seq = :new_seq, hash = :new_hash
-        WHERE id = :head_id AND seq = :old_seq AND hash = :old_hash
+        UPDATE audit_head SET
+            seq = CASE WHEN {_PG_OK} THEN :new_seq ELSE seq END,
+            hash = CASE WHEN {_PG_OK} THEN :new_hash ELSE hash END,
+            checkpoint_seq = CASE WHEN {_PG_OK} AND :checkpoint THEN :new_seq
+                ELSE checkpoint_seq END,
+            checkpoint_at = CASE WHEN {_PG_OK} AND :checkpoint
+                THEN CAST(:checkpoint_at AS timestamptz) ELSE checkpoint_at END
+        WHERE id = :head_id
+        RETURNING seq, hash, checkpoint_seq, checkpoint_at
+    ),
+    appended AS (
+        INSERT INTO audit_records
+        SELECT * FROM json_populate_recordset(NULL::audit_records, CAST(:rows AS json))
+        WHERE {_PG_MOVED}
+        RETURNING seq
+    ),
+    signed AS (
+        INSERT INTO audit_checkpoints (kind, seq, hash, ts, key_id, signature)
+        SELECT 'checkpoint', :new_seq, :new_hash, CAST(:checkpoint_at AS timestamptz),
+               :key_id, :signature
+        WHERE :checkpoint AND {_PG_MOVED}
         RETURNING id
     )
-    INSERT INTO audit_records
-    SELECT * FROM json_populate_recordset(NULL::audit_records, CAST(:rows AS json))
-    WHERE EXISTS (SELECT 1 FROM moved)
-    """
+    SELECT seq, hash, checkpoint_seq, checkpoint_at,
+           (SELECT count(*) FROM appended) AS appended,
+           (CAST(:deadline AS timestamptz) IS NULL
+            OR statement_timestamp() < CAST(:deadline AS timestamptz)) AS in_time
+    FROM moved
+    """  # noqa: S608  (no value is formatted in: only the constant condition above)
 )
 MAX_APPEND_ATTEMPTS = 50
 
@@ -67,38 +100,52 @@ def append_and_commit(
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
     head_hint: Head | None = None,
+    deadline: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], Head]:
-    """Append events in a transaction of their own and commit it (the request writer's path).
+    """Append events and commit them (the request writer's path).
 
-    Returns the records and the new head, which the caller may pass back as `head_hint`.
+    On PostgreSQL `connection` is in autocommit mode and the append is one statement, refused
+    with AppendExpired when the database runs it after `deadline`. Returns the records and the
+    new head, which the caller passes back as `head_hint`.
     """
     if connection.dialect.name != "postgresql":
         with connection.begin():
             return _append_sqlite(connection, events, signer, policy, head_hint)
+    head = head_hint
     for _attempt in range(MAX_APPEND_ATTEMPTS):
-        with connection.begin():
+        if head is None:
             head = read_head(connection)
         records = _chain(events, head)
-        with connection.begin():
-            inserted = connection.execute(
-                _PG_APPEND,
-                {
-                    "head_id": HEAD_ID,
-                    "old_seq": head.seq,
-                    "old_hash": head.hash,
-                    "new_seq": records[-1]["seq"],
-                    "new_hash": records[-1]["hash"],
-                    "rows": canonical_json(records),
-                },
-            ).rowcount
-        if inserted == len(records):
-            new_head = Head(
-                records[-1]["seq"], records[-1]["hash"], head.checkpoint_seq, head.checkpoint_at
-            )
-            if checkpoint_due(new_head, policy, datetime.now(UTC)):
-                with connection.begin():
-                    checkpoint_locked_if_due(connection, signer=signer, policy=policy)
-            return records, new_head
+        new_head = Head(
+            records[-1]["seq"], records[-1]["hash"], head.checkpoint_seq, head.checkpoint_at
+        )
+        now = datetime.now(UTC)
+        checkpoint = checkpoint_due(new_head, policy, now)
+        statement = checkpoint_statement(
+            "checkpoint", new_head.seq, new_head.hash, format_ts(now), signer.key_id
+        )
+        row = connection.execute(
+            _PG_APPEND,
+            {
+                "head_id": HEAD_ID,
+                "old_seq": head.seq,
+                "old_hash": head.hash,
+                "new_seq": new_head.seq,
+                "new_hash": new_head.hash,
+                "rows": canonical_json(records),
+                "deadline": deadline,
+                "checkpoint": checkpoint,
+                "checkpoint_at": now if checkpoint else None,
+                "key_id": signer.key_id,
+                "signature": signer.sign(statement) if checkpoint else "",
+            },
+        ).one()
+        current = Head(int(row[0]), str(row[1]), int(row[2]), _utc(row[3]))
+        if int(row[4]) == len(records):
+            return records, current
+        if not row[5]:
+            raise AppendExpired("the database received the append after its deadline")
+        head = current  # another writer appended first: chain onto its head and try again
     raise RuntimeError("the audit chain head kept moving; append not committed")
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.chain import CheckpointPolicy, append_events, read_head
 from audit.events import GENESIS_HASH, AuditEvent
 from audit.query import iter_records, list_checkpoints, seq_of_hash, seq_range
 from audit.signing import CheckpointSigner, key_id_of, load_public_key, load_signer
-from audit.tables import AuditCheckpointRow
+from audit.tables import AuditCheckpointRow, AuditRecordRow
 from audit.verify import ChainStart, VerificationReport, verify_records
 
 
@@ -94,7 +94,14 @@ def verify_database(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> VerificationReport:
-    """Verify the stored chain (all of it, or the records in a time range)."""
+    """Verify the stored chain (all of it, or the records in a time range), also while it is
+    being appended to.
+
+    The head is read first, then the checkpoints, then the records, then the head again. A head
+    and the records it covers commit together, so records appended meanwhile lie at most up to
+    the head read last; only a record past that one, or a checkpoint past the last record, is a
+    finding.
+    """
     anchor = session.scalar(
         select(AuditCheckpointRow)
         .where(AuditCheckpointRow.kind == "anchor")
@@ -112,11 +119,23 @@ def verify_database(
             start = ChainStart(first, None)
     else:
         head_seq = read_head(session).seq
+    checkpoints = list_checkpoints(session, first_seq=None, last_seq=last)
     return verify_records(
         iter_records(session, first_seq=first, last_seq=last),
-        list_checkpoints(session, first_seq=None, last_seq=last),
+        checkpoints,
         public_keys,
         start=start,
         seq_of_hash=lambda hash_: seq_of_hash(session, hash_),
         head_seq=head_seq,
+        head_after=lambda: read_head(session).seq,
     )
+
+
+def event_committed(engine: Engine, event_id: str) -> bool:
+    """Whether a record with this event id is stored (on a connection of its own: the one whose
+    commit failed may be gone). Raises if the database cannot be asked."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(AuditRecordRow.seq).where(AuditRecordRow.event_id == event_id)
+        ).first()
+    return found is not None

@@ -78,8 +78,14 @@ def verify_records(
     start: ChainStart,
     seq_of_hash: Callable[[str], int | None],
     head_seq: int | None = None,
+    head_after: Callable[[], int] | None = None,
 ) -> VerificationReport:
-    """Check every record's hash and link, every checkpoint's signature and coverage."""
+    """Check every record's hash and link, every checkpoint's signature and coverage.
+
+    `head_seq` is the head read before the records; `head_after` reads it again once they have
+    been read, so records appended meanwhile (a log being written) are not taken for forged
+    ones: only a record past the head read last can have been inserted behind the chain's back.
+    """
     report = VerificationReport()
     checkpoint_list = sorted(checkpoints, key=lambda c: (c["seq"], c["kind"]))
     wanted = {c["seq"] for c in checkpoint_list}
@@ -105,7 +111,7 @@ def verify_records(
         expected = seq + 1
         report.last_seq = seq
     _check_checkpoints(checkpoint_list, public_keys, hash_at, report)
-    _check_head(head_seq, report)
+    _check_head(head_seq, head_after, report)
     return report
 
 
@@ -187,7 +193,9 @@ def _check_checkpoints(
         report.uncovered_tail = max(0, report.last_seq - covered)
 
 
-def _check_head(head_seq: int | None, report: VerificationReport) -> None:
+def _check_head(
+    head_seq: int | None, head_after: Callable[[], int] | None, report: VerificationReport
+) -> None:
     if head_seq is None:
         return
     last = report.last_seq or 0
@@ -195,5 +203,7 @@ def _check_head(head_seq: int | None, report: VerificationReport) -> None:
         report.add(
             last + 1, "truncated", f"seq {last + 1}..{head_seq} missing (the head is at {head_seq})"
         )
-    elif head_seq < last:
-        report.add(head_seq + 1, "inserted", f"seq {head_seq + 1}..{last} lie past the chain head")
+        return
+    head = head_after() if head_after is not None else head_seq
+    if head < last:
+        report.add(head + 1, "inserted", f"seq {head + 1}..{last} lie past the chain head")

@@ -1,34 +1,67 @@
-"""Group commit: request threads hand events to one writer thread per process and wait until
-their record is committed ("no audit, no answer"); the writer commits whatever is waiting in
-one transaction, so durability does not serialise the workers."""
+"""The request writer: request threads hand their records to one writer thread per process, which
+commits whatever is waiting as one batch (group commit, one round trip on PostgreSQL).
+
+"The record is the answer": a request is answered only once its record committed, and the
+client gets 503 ``audit_unavailable`` otherwise; the gateway then submits the record again
+saying 503, with the same event id, so the record always says what the client got. The cases:
+
+- committed in time: the answer is sent as built;
+- still queued at the wait deadline, or the store is known to be down: never sent, so it can
+  never commit: answered 503 at once;
+- in flight (the database has it but has not answered): the request waits for the truth, up to
+  `in_doubt_seconds`. The statement carries that deadline, and the database refuses it if it runs
+  it later, so a database frozen past it cannot commit a record the client never got;
+- the connection failed mid-statement: the writer reconnects, ends the old session and looks the
+  events up, so it knows whether they committed before anyone is answered.
+
+At most `max_waiters_per_batch` requests wait on one batch, so a hung database holds only that
+many of a worker's threads and the others stay free for liveness probes and fast 503s.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Protocol
 
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from audit.chain import CheckpointPolicy, Head, append_and_commit, checkpoint_now_if_due
+from audit.chain import (
+    AppendExpired,
+    CheckpointPolicy,
+    Head,
+    append_and_commit,
+    checkpoint_locked_if_due,
+    checkpoint_now_if_due,
+)
 from audit.events import AuditEvent
 from audit.signing import CheckpointSigner
+from audit.tables import AuditRecordRow
 
 log = logging.getLogger("predgate.audit")
 
 AUDIT_WRITE_FAILURES = Counter(
-    "predgate_audit_write_failures_total", "Audit records that could not be committed"
+    "predgate_audit_write_failures_total",
+    "Requests answered 503 because their record did not commit",
 )
 AUDIT_RECORDS = Counter("predgate_audit_records_total", "Audit records committed")
+AUDIT_CONTRADICTIONS = Counter(
+    "predgate_audit_contradictions_total",
+    "Records that committed after their request was answered 503 (in doubt past the bound)",
+)
 
 
 class AuditUnavailable(Exception):
-    """The audit store could not commit the record; the request must not be answered."""
+    """The record was not committed; the request must be answered 503 audit_unavailable."""
 
     code = "audit_unavailable"
 
@@ -36,26 +69,50 @@ class AuditUnavailable(Exception):
 class AuditSink(Protocol):
     """Where request records go: the group-commit writer, or a test-only null sink."""
 
-    def record(self, event: AuditEvent) -> None: ...
+    def commit(self, event: AuditEvent) -> None:
+        """Return once the event's record committed; AuditUnavailable otherwise."""
 
-    def close(self) -> None: ...
+    def submit(self, event: AuditEvent) -> None:
+        """Queue the event's record without waiting (a 503's record, a probe's)."""
+
+    def available(self) -> bool:
+        """False while the store is known to be down."""
+
+    def close(self) -> None:
+        """Commit what is queued, sign a final checkpoint, stop."""
 
 
 class NullAuditSink:
     """Discards events. Only for tests and the benchmark's baseline; never configurable."""
 
-    def record(self, event: AuditEvent) -> None:
+    def commit(self, event: AuditEvent) -> None:
         return None
+
+    def submit(self, event: AuditEvent) -> None:
+        return None
+
+    def available(self) -> bool:
+        return True
 
     def close(self) -> None:
         return None
 
 
+class _State(Enum):
+    QUEUED = "queued"
+    IN_FLIGHT = "in_flight"
+    COMMITTED = "committed"
+    FAILED = "failed"  # definitively not committed
+    ABANDONED = "abandoned"  # its request was answered 503 before it was sent
+
+
 @dataclass
 class _Pending:
     event: AuditEvent
+    waiter: bool
+    in_doubt_until: float = 0.0  # monotonic; a waiter stops waiting for an in-flight batch then
+    state: _State = _State.QUEUED
     done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
 
 
 class GroupCommitWriter:
@@ -67,45 +124,101 @@ class GroupCommitWriter:
         signer: CheckpointSigner,
         policy: CheckpointPolicy,
         *,
-        wait_seconds: float = 15.0,
+        wait_seconds: float = 5.0,
+        in_doubt_seconds: float = 30.0,
+        stall_seconds: float = 1.0,
         max_batch: int = 500,
-        tick_seconds: float = 5.0,
+        max_waiters_per_batch: int = 4,
+        backlog_limit: int = 10_000,
+        tick_seconds: float = 1.0,
     ) -> None:
         self._engine = engine
         self._signer = signer
         self._policy = policy
-        self._wait_seconds = wait_seconds
+        self.wait_seconds = wait_seconds
+        self.in_doubt_seconds = max(in_doubt_seconds, wait_seconds)
+        self.stall_seconds = stall_seconds
         self._max_batch = max_batch
+        self._max_waiters = max(1, max_waiters_per_batch)
+        self._backlog_limit = backlog_limit
         self._tick_seconds = tick_seconds
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._queue: deque[_Pending] = deque()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._stopping = False
         self._held: Connection | None = None
         self._head_hint: Head | None = None
+        self._down = False  # the last attempt failed and none succeeded since
+        self._in_flight_since: float | None = None
         self.failures = 0
+        self.dropped = 0
 
-    def record(self, event: AuditEvent) -> None:
-        """Commit the event's record, or raise AuditUnavailable."""
+    # --- request threads ------------------------------------------------------------------
+
+    def commit(self, event: AuditEvent) -> None:
+        """Commit the event's record before returning, or raise AuditUnavailable."""
         self._ensure_thread()
-        pending = _Pending(event)
-        self._queue.put(pending)
-        if not pending.done.wait(self._wait_seconds):
+        if not self.available():
             self._count_failure()
-            raise AuditUnavailable("the audit writer did not commit in time")
-        if pending.error is not None:
-            raise AuditUnavailable("the audit store rejected the write") from pending.error
+            raise AuditUnavailable("the audit store is down")
+        now = time.monotonic()
+        pending = _Pending(event, waiter=True, in_doubt_until=now + self.in_doubt_seconds)
+        deadline = now + self.wait_seconds
+        with self._lock:
+            self._queue.append(pending)
+            self._lock.notify()
+        while not pending.done.wait(0.05):
+            with self._lock:
+                if pending.state is _State.QUEUED and (
+                    time.monotonic() > deadline or not self._available_locked()
+                ):
+                    pending.state = _State.ABANDONED  # the writer skips it: it never commits
+                    break
+                if pending.state is _State.IN_FLIGHT and time.monotonic() > pending.in_doubt_until:
+                    log.error(
+                        "audit record %s in doubt after %.0f s: answering 503",
+                        event.event_id,
+                        self.in_doubt_seconds,
+                    )
+                    break
+        if pending.state is not _State.COMMITTED:
+            self._count_failure()
+            raise AuditUnavailable("the audit record was not committed")
+
+    def submit(self, event: AuditEvent) -> None:
+        """Queue the event without waiting; kept and retried while the store is down."""
+        self._ensure_thread()
+        with self._lock:
+            self._queue.append(_Pending(event, waiter=False))
+            self._trim_backlog()
+            self._lock.notify()
+
+    def available(self) -> bool:
+        """False while the store is known to be down or a statement hangs."""
+        with self._lock:
+            return self._available_locked()
 
     def close(self) -> None:
-        """Stop the writer thread after it has committed what is waiting."""
+        """Commit what is queued, sign a final checkpoint, and stop the writer thread."""
         thread = self._thread
         if thread is not None and self._pid == os.getpid():
-            self._queue.put(None)
-            thread.join(timeout=self._wait_seconds)
-            if self._held is not None:
-                self._held.close()
-                self._held = None
+            with self._lock:
+                self._stopping = True
+                self._lock.notify()
+            thread.join(timeout=self.wait_seconds + 5)
+            if not thread.is_alive():
+                self._final_checkpoint()
+            self._drop_connection()
         self._thread = None
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _available_locked(self) -> bool:
+        if self._down:
+            return False
+        started = self._in_flight_since
+        return started is None or time.monotonic() - started < self.stall_seconds
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
@@ -114,78 +227,241 @@ class GroupCommitWriter:
             if self._thread is not None and self._pid == os.getpid():
                 return
             # A forked child inherits neither the thread nor a usable queue or connection.
-            self._queue = queue.SimpleQueue()
+            self._queue = deque()
             self._held = None
             self._head_hint = None
+            self._down = False
+            self._stopping = False
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=self._tick_seconds)
-            except queue.Empty:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._write(batch)
+            else:
                 self._tick()
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """The next batch (empty on an idle tick), or None once stopping with nothing left."""
+        with self._lock:
+            if not self._queue and not self._stopping:
+                self._lock.wait(self._tick_seconds)
+            if self._down and not self._stopping:
+                # Retry a down store once per tick, not in a tight loop.
+                self._lock.wait(self._tick_seconds)
+            batch: list[_Pending] = []
+            waiters = 0
+            kept: deque[_Pending] = deque()
+            while self._queue and len(batch) < self._max_batch:
+                pending = self._queue.popleft()
+                if pending.state is _State.ABANDONED:
+                    continue
+                if pending.waiter:
+                    if waiters >= self._max_waiters:
+                        kept.append(pending)
+                        continue
+                    waiters += 1
+                pending.state = _State.IN_FLIGHT
+                batch.append(pending)
+            self._queue.extendleft(reversed(kept))
+            if not batch and self._stopping:
+                return None
+            if batch:
+                self._in_flight_since = time.monotonic()
+            return batch
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            try:
+                _records, self._head_hint = append_and_commit(
+                    self._connection(),
+                    [pending.event for pending in batch],
+                    signer=self._signer,
+                    policy=self._policy,
+                    head_hint=self._head_hint,
+                    deadline=self._deadline(batch),
+                )
+            except IntegrityError:
+                # An event id is taken: a record that was in doubt committed after all. Nothing
+                # of this batch committed; drop the duplicates and send the rest again.
+                self._head_hint = None
+                taken = self._committed_ids(batch, self._connection())
+                self._requeue(batch, taken)
+                return
+            except AppendExpired:
+                self._finish(batch, committed=set())
+                return
+            except Exception as exc:
+                log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
+                if not _in_doubt(exc, self._engine):
+                    # The statement failed in the database: nothing of it committed.
+                    self._drop_connection()
+                    self._head_hint = None
+                    self._requeue([p for p in batch if not p.waiter], set(), retry=False)
+                    self._finish([p for p in batch if p.waiter], committed=set())
+                    return
+                # The connection failed mid-statement: it may have committed.
+                backend = _backend_pid(self._held) if self._held is not None else None
+                self._drop_connection()
+                self._head_hint = None
+                committed = self._resolve(batch, backend)
+                self._requeue([p for p in batch if not p.waiter], committed)
+                self._finish([p for p in batch if p.waiter], committed=committed)
+                return
+            AUDIT_RECORDS.inc(len(batch))
+            self._finish(batch, committed={p.event.event_id for p in batch})
+        finally:
+            with self._lock:
+                self._in_flight_since = None
+
+    def _deadline(self, batch: list[_Pending]) -> datetime | None:
+        # The earliest moment a waiter stops waiting, in the database's terms (wall clock).
+        bounds = [p.in_doubt_until for p in batch if p.waiter]
+        if not bounds:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=min(bounds) - time.monotonic())
+
+    def _requeue(
+        self, pendings: list[_Pending], committed: set[str], *, retry: bool = True
+    ) -> None:
+        """Send again what did not commit; what did is done (a 503's record whose original
+        committed is dropped: the original says 200 though the client got 503). With `retry`
+        False the store refused these records outright: they are counted as lost."""
+        again = []
+        for pending in pendings:
+            if pending.event.event_id not in committed:
+                if retry:
+                    again.append(pending)
+                else:
+                    self.dropped += 1
+                    log.error("audit record of request %s lost", pending.event.request_id)
+                    pending.state = _State.FAILED
+                    pending.done.set()
                 continue
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+            if not pending.waiter:
+                log.error(
+                    "audit record of request %s committed after its request was answered 503",
+                    pending.event.request_id,
+                )
+                AUDIT_CONTRADICTIONS.inc()
+            pending.state = _State.COMMITTED
+            pending.done.set()
+        with self._lock:
+            for pending in reversed(again):
+                pending.state = _State.QUEUED
+                self._queue.appendleft(pending)
+
+    def _finish(self, batch: list[_Pending], *, committed: set[str]) -> None:
+        with self._lock:
+            self._down = False  # the database answered
+            for pending in batch:
+                ok = pending.event.event_id in committed
+                pending.state = _State.COMMITTED if ok else _State.FAILED
+                pending.done.set()
+
+    def _resolve(self, batch: list[_Pending], backend: int | None) -> set[str]:
+        """Which of the batch's events committed, once the database answers again. The old
+        session is ended first, so a statement it still holds cannot commit afterwards."""
+        with self._lock:
+            self._down = True
+        while True:
+            try:
+                with self._engine.connect() as connection:
+                    if backend is not None:
+                        _terminate(connection, backend)
+                    return self._committed_ids(batch, connection)
+            except Exception as exc:  # still unreachable: look again shortly
+                log.warning("audit store still unreachable: %s", type(exc).__name__)
+                time.sleep(0.5)
+
+    def _committed_ids(self, batch: list[_Pending], connection: Connection) -> set[str]:
+        ids = [p.event.event_id for p in batch]
+        found = connection.execute(
+            select(AuditRecordRow.event_id).where(AuditRecordRow.event_id.in_(ids))
+        ).scalars()
+        return set(found)
 
     def _connection(self) -> Connection:
-        # The writer keeps one connection: no pool checkout or liveness ping per batch.
+        # One held connection: no pool checkout or liveness ping per batch. On PostgreSQL it
+        # runs in autocommit mode, so the append statement commits itself: one round trip.
         if self._held is None or self._held.closed or self._held.invalidated:
-            self._held = self._engine.connect()
+            connection = self._engine.connect()
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._held = connection
         return self._held
 
     def _drop_connection(self) -> None:
-        if self._held is not None:
+        held, self._held = self._held, None
+        if held is not None:
             with contextlib.suppress(Exception):
-                self._held.invalidate()
-                self._held.close()
-        self._held = None
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            _records, self._head_hint = append_and_commit(
-                self._connection(),
-                [pending.event for pending in batch],
-                signer=self._signer,
-                policy=self._policy,
-                head_hint=self._head_hint,
-            )
-            AUDIT_RECORDS.inc(len(batch))
-        except Exception as exc:  # any store failure fails these requests, never drops them
-            log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
-            self._drop_connection()
-            self._head_hint = None
-            for pending in batch:
-                pending.error = exc
-                self._count_failure()
-        finally:
-            for pending in batch:
-                pending.done.set()
+                held.invalidate()
+                held.close()
 
     def _tick(self) -> None:
         try:
-            checkpoint_now_if_due(self._connection(), signer=self._signer, policy=self._policy)
+            if self._engine.dialect.name == "postgresql":
+                with self._engine.begin() as connection:
+                    checkpoint_locked_if_due(connection, signer=self._signer, policy=self._policy)
+            else:
+                checkpoint_now_if_due(self._connection(), signer=self._signer, policy=self._policy)
         except Exception as exc:  # retried at the next tick
             log.warning("audit checkpoint tick failed: %s", type(exc).__name__)
             self._drop_connection()
 
+    def _final_checkpoint(self) -> None:
+        try:
+            with self._engine.begin() as connection:
+                checkpoint_locked_if_due(
+                    connection, signer=self._signer, policy=CheckpointPolicy(1, 0.0)
+                )
+        except Exception as exc:
+            log.warning("final audit checkpoint failed: %s", type(exc).__name__)
+
+    def _trim_backlog(self) -> None:
+        while len(self._queue) > self._backlog_limit:
+            dropped = self._queue.popleft()
+            self.dropped += 1
+            log.error("audit backlog full: record of request %s dropped", dropped.event.request_id)
+
     def _count_failure(self) -> None:
         self.failures += 1
         AUDIT_WRITE_FAILURES.inc()
+
+
+def _in_doubt(exc: Exception, engine: Engine) -> bool:
+    """Whether a failed append may have committed: only when a PostgreSQL connection broke
+    mid-statement (SQLite commits in this process: an error means nothing was written)."""
+    return (
+        engine.dialect.name == "postgresql"
+        and isinstance(exc, DBAPIError)
+        and bool(exc.connection_invalidated)
+    )
+
+
+def _terminate(connection: Connection, backend: int) -> None:
+    """End a PostgreSQL session and wait (at most 5 s) until it is gone."""
+    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    for _ in range(50):
+        alive = connection.execute(
+            text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend}
+        ).first()
+        connection.commit()
+        if alive is None:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"database session {backend} did not end")
+
+
+def _backend_pid(connection: Connection) -> int | None:
+    if connection.dialect.name != "postgresql":
+        return None
+    with contextlib.suppress(Exception):
+        info = connection.connection.driver_connection.info  # type: ignore[union-attr]
+        return int(info.backend_pid)
+    return None

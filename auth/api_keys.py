@@ -10,23 +10,24 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from auth.errors import AuthenticationFailed, InvalidArgument, KeyNotFound, TenantSuspended
-from auth.limits import KeyLimits, normalize_policy
 from auth.principal import PARTNER_SCOPES, Principal
 from auth.tables import ApiKeyRow, TenantRow
 from auth.tenants import Tenant, get_tenant, get_tenant_by_id
 from db.base import utcnow
+from ratelimit.policy import KeyLimits, normalize_policy
 
 KEY_PREFIX = "pgk_"
 _KEY_PATTERN = re.compile(r"^pgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-# Writing last_used_at on every request would make every prediction a write; once a minute
-# is precise enough for "when was this key last used".
+# Keys in use are marked in batches by a background task, never by the request that used
+# them: once a minute is precise enough for "when was this key last used".
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Verifying an unknown id costs the same HMAC as a known one, so timing does not tell them apart.
 _DUMMY_HMAC = "0" * 64
@@ -191,47 +192,109 @@ def key_limits(session: Session, key_id: str) -> KeyLimits:
     return _limits_of(found[0], found[1])
 
 
-def authenticate_api_key(session: Session, server_secret: bytes, presented: str) -> Principal:
-    """Verify a presented key and return its principal; raise AuthenticationFailed otherwise."""
-    match = _KEY_PATTERN.match(presented)
-    if match is None:
-        raise AuthenticationFailed("malformed_credentials", "The API key is not well formed.")
-    key_id, secret = match.groups()
+@dataclass(frozen=True)
+class KeyCredential:
+    """What verifying a key needs, read with its tenant in one query; workers cache it and drop
+    it when anything about keys or tenants changes (db.changes)."""
+
+    key_id: str
+    secret_hmac: str
+    revoked: bool
+    expires_at: datetime | None
+    tenant_id: int
+    tenant_name: str
+    tenant_active: bool
+    limits: KeyLimits
+
+
+def load_key_credential(session: Session, key_id: str) -> KeyCredential | None:
+    """The credential of a key id, or None when no key has it."""
     found = session.execute(
         select(ApiKeyRow, TenantRow)
         .join(TenantRow, ApiKeyRow.tenant_id == TenantRow.id)
         .where(ApiKeyRow.key_id == key_id)
     ).first()
-    expected = found[0].secret_hmac if found is not None else _DUMMY_HMAC
+    if found is None:
+        return None
+    row, tenant = found
+    return KeyCredential(
+        key_id=row.key_id,
+        secret_hmac=row.secret_hmac,
+        revoked=row.revoked_at is not None,
+        expires_at=row.expires_at,
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+        tenant_active=tenant.status == "active",
+        limits=_limits_of(row, tenant),
+    )
+
+
+def parse_key_id(presented: str) -> str | None:
+    """The key id a presented key claims (public, for the audit record), if well formed."""
+    match = _KEY_PATTERN.match(presented)
+    return match.group(1) if match else None
+
+
+def authenticate_api_key(
+    presented: str,
+    *,
+    server_secret: bytes,
+    credential_of: Callable[[str], KeyCredential | None],
+    now: datetime,
+) -> Principal:
+    """Verify a presented key against its credential (`credential_of(key_id)`) and return its
+    principal; AuthenticationFailed or TenantSuspended otherwise."""
+    match = _KEY_PATTERN.match(presented)
+    if match is None:
+        raise AuthenticationFailed("malformed_credentials", "The API key is not well formed.")
+    key_id, secret = match.groups()
+    found = credential_of(key_id)
+    expected = found.secret_hmac if found is not None else _DUMMY_HMAC
     if not hmac.compare_digest(hash_secret(server_secret, key_id, secret), expected) or not found:
         raise AuthenticationFailed("invalid_key", "The API key is not valid.", key_id=key_id)
-    row, tenant = found
-    now = utcnow()
-    if row.revoked_at is not None:
+    tenant_id = found.tenant_id
+    if found.revoked:
         raise AuthenticationFailed(
-            "revoked_key", "The API key has been revoked.", key_id=key_id, tenant_id=tenant.id
+            "revoked_key", "The API key has been revoked.", key_id=key_id, tenant_id=tenant_id
         )
-    if row.expires_at is not None and row.expires_at <= now:
+    if found.expires_at is not None and found.expires_at <= now:
         raise AuthenticationFailed(
-            "expired_key", "The API key has expired.", key_id=key_id, tenant_id=tenant.id
+            "expired_key", "The API key has expired.", key_id=key_id, tenant_id=tenant_id
         )
-    if tenant.status != "active":
+    if not found.tenant_active:
         raise TenantSuspended(
-            "The tenant of this API key is suspended.", key_id=key_id, tenant_id=tenant.id
+            "The tenant of this API key is suspended.", key_id=key_id, tenant_id=tenant_id
         )
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        row.last_used_at = now  # the caller's commit persists it
-        session.flush()
     return Principal(
         principal_type="api_key",
         principal_id=key_id,
         auth_method="api_key",
         role="partner",
         scopes=PARTNER_SCOPES,
-        tenant_id=tenant.id,
-        tenant_name=tenant.name,
-        limits=_limits_of(row, tenant),
+        tenant_id=tenant_id,
+        tenant_name=found.tenant_name,
+        limits=found.limits,
     )
+
+
+def record_key_use(session: Session, key_ids: Collection[str], *, at: datetime) -> int:
+    """Set `last_used_at` of these keys, unless they were marked less than LAST_USED_RESOLUTION
+    before `at`; one statement, outside any request. Returns the rows changed."""
+    if not key_ids:
+        return 0
+    # A Core UPDATE: it changes no cached column, so it does not move the change generation.
+    result = session.execute(
+        update(ApiKeyRow)
+        .where(
+            ApiKeyRow.key_id.in_(sorted(key_ids)),
+            or_(
+                ApiKeyRow.last_used_at.is_(None),
+                ApiKeyRow.last_used_at <= at - LAST_USED_RESOLUTION,
+            ),
+        )
+        .values(last_used_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _limits_of(row: ApiKeyRow, tenant: TenantRow) -> KeyLimits:
@@ -271,6 +334,7 @@ __all__ = [
     "KEY_PREFIX",
     "ApiKey",
     "IssuedKey",
+    "KeyCredential",
     "Tenant",
     "authenticate_api_key",
     "get_key",
@@ -278,6 +342,9 @@ __all__ = [
     "issue_key",
     "key_limits",
     "list_keys",
+    "load_key_credential",
+    "parse_key_id",
+    "record_key_use",
     "revoke_key",
     "rotate_key",
     "set_key_limit",

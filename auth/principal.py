@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth.limits import KeyLimits
+from ratelimit.policy import KeyLimits
 
 PARTNER = "partner"
 ADMIN = "admin"

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.errors import InvalidArgument, NoModelAssigned, TenantExists, TenantNotFound
-from auth.limits import normalize_policy
 from auth.tables import TenantRow
 from db.base import utcnow
 from models.registry import get_model
+from ratelimit.policy import normalize_policy
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -29,6 +29,12 @@ class Tenant:
     model_version: int | None
     created_at: datetime
     rate_limit: str | None = None
+
+    def assignment(self) -> tuple[str, int | None]:
+        """(model name, pinned version or None); NoModelAssigned when there is none."""
+        if self.model_name is None:
+            raise NoModelAssigned("no model is assigned to this tenant")
+        return self.model_name, self.model_version
 
     @property
     def model_ref(self) -> str | None:
@@ -87,10 +93,7 @@ def get_tenant_by_id(session: Session, tenant_id: int) -> Tenant:
 
 def get_assignment(session: Session, *, tenant_id: int) -> tuple[str, int | None]:
     """The (model name, pinned version or None) the tenant's requests are routed to."""
-    tenant = get_tenant_by_id(session, tenant_id)
-    if tenant.model_name is None:
-        raise NoModelAssigned("no model is assigned to this tenant")
-    return tenant.model_name, tenant.model_version
+    return get_tenant_by_id(session, tenant_id).assignment()
 
 
 def list_assignments(session: Session) -> set[tuple[str, int | None]]:

@@ -1,22 +1,95 @@
-"""Access tokens after their signature verified: the denylist on (issuer, jti) and the
-principal a token stands for, checked against its client as the client is now."""
+"""Access tokens (RFC 9068 JWTs): the header and claim rules a token must meet, the denylist on
+(issuer, jti), and the principal a verified token stands for, checked against its client as the
+client is now. The gateway verifies signatures with flask-jwt-extended and calls these rules
+from its loaders, so every refusal has its own reason code whatever library did the check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt as pyjwt
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from auth.clients import client_grant
+from auth.clients import ClientGrant
 from auth.errors import AuthenticationFailed, TenantSuspended
-from auth.limits import KeyLimits
 from auth.principal import PARTNER, Principal
 from auth.tables import RevokedTokenRow
 from db.base import utcnow
+from ratelimit.policy import KeyLimits
+
+MAX_TOKEN_BYTES = 8192
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# Headers that name a key by URL or embed one: never fetched, never used, always refused.
+KEY_URL_HEADERS = ("jku", "jwk", "x5u", "x5c")
+_KID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# PyJWT's refusals after the key was chosen -> reason code.
+_PYJWT_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (pyjwt.ExpiredSignatureError, "token_expired"),
+    (pyjwt.ImmatureSignatureError, "token_not_yet_valid"),
+    (pyjwt.InvalidIssuerError, "token_issuer_invalid"),
+    (pyjwt.InvalidAudienceError, "token_audience_invalid"),
+    (pyjwt.MissingRequiredClaimError, "token_claims_invalid"),
+    (pyjwt.InvalidSignatureError, "token_signature_invalid"),
+    (pyjwt.InvalidAlgorithmError, "token_alg_not_allowed"),
+    (pyjwt.InvalidIssuedAtError, "token_claims_invalid"),
+)
+
+
+def refuse_token(code: str, detail: str = "The access token is not valid.") -> AuthenticationFailed:
+    """The 401 for a token refused for `code`."""
+    return AuthenticationFailed(code, detail)
+
+
+def check_token_size(token: str) -> None:
+    """Refuse a token over MAX_TOKEN_BYTES before parsing anything of it."""
+    if len(token.encode()) > MAX_TOKEN_BYTES:
+        raise refuse_token("token_too_large", "The access token is too large.")
+
+
+def check_header(header: Mapping[str, Any], *, algorithm: str) -> str:
+    """The RFC 9068 header with our one algorithm and a well-formed kid, no key URLs; returns
+    the kid."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none":
+        raise refuse_token("token_alg_none")
+    if alg != algorithm:
+        raise refuse_token("token_alg_not_allowed")
+    if any(name in header for name in KEY_URL_HEADERS):
+        raise refuse_token("token_key_header")
+    if header.get("typ") not in ACCESS_TOKEN_TYPES:
+        raise refuse_token("token_typ_invalid")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not _KID.match(kid):
+        raise refuse_token("token_kid_malformed")
+    return kid
+
+
+def check_required_claims(claims: Mapping[str, Any], *, max_lifetime: int) -> None:
+    """exp and jti must be present (PyJWT verifies exp only when the token carries one), and a
+    token may not claim to live longer than tokens are issued for."""
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float):
+        raise refuse_token("token_exp_missing")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 64:
+        raise refuse_token("token_jti_missing")
+    iat = claims.get("iat")
+    if isinstance(iat, int | float) and exp - iat > max_lifetime:
+        raise refuse_token("token_claims_invalid")
+
+
+def pyjwt_reason(exc: Exception) -> str:
+    """The reason code of one of PyJWT's refusals."""
+    for kind, code in _PYJWT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return "token_malformed"
 
 
 def revoke_token(
@@ -58,13 +131,16 @@ def expiry_of(claims: Mapping[str, Any]) -> datetime:
     return datetime.fromtimestamp(int(claims["exp"]), UTC)
 
 
-def principal_from_claims(session: Session, claims: Mapping[str, Any]) -> Principal:
-    """The principal of a verified token: role, tenant and grant from the client row as it is
-    now, scopes the token's narrowed to that grant. The tenant claim must agree."""
+def principal_from_claims(
+    claims: Mapping[str, Any], client_grant: Callable[[str], ClientGrant | None]
+) -> Principal:
+    """The principal of a verified token: role, tenant and grant from the client as it is now
+    (`client_grant(client_id)`), scopes the token's narrowed to that grant. The tenant claim
+    must agree."""
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or claims.get("sub") != client_id:
         raise AuthenticationFailed("token_claims_invalid", "The token's claims are not valid.")
-    grant = client_grant(session, client_id)
+    grant = client_grant(client_id)
     if grant is None:
         raise AuthenticationFailed("token_claims_invalid", "The token's client is unknown.")
     if grant.revoked:

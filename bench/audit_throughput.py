@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,10 +25,12 @@ import requests
 from audit.events import AuditEvent
 from audit.recorder import load_audit_config
 from audit.writer import GroupCommitWriter
-from bench.harness import demo_environment, free_port
+from bench.load import WRK, run_wrk
+from bench.provision import demo_environment
+from bench.servers import gunicorn_server
 from db.engine import create_db_engine
 
-HIGH_LIMIT = {"PREDGATE_DEFAULT_RATE_LIMIT": "100000000/minute"}
+ROW = {"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}
 
 
 def append_rate(data_dir: Path, database_url: str, seconds: float, threads: int) -> float:
@@ -45,7 +43,7 @@ def append_rate(data_dir: Path, database_url: str, seconds: float, threads: int)
 
     def caller(index: int) -> None:
         while time.monotonic() < deadline:
-            writer.record(
+            writer.commit(
                 AuditEvent(
                     event_type="predict",
                     outcome="success",
@@ -73,83 +71,22 @@ def wrk_rate(
     env: dict[str, str], key: str, seconds: int, *, null_audit: bool, workers: int, threads: int
 ) -> float:
     """Requests per second of the predict path under wrk, on gunicorn gthread workers."""
-    port = free_port()
     server_env = {**env, "PREDGATE_BENCH_NULL_AUDIT": "1" if null_audit else "0"}
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    server = subprocess.Popen(
-        [
-            gunicorn,
-            "-w",
-            str(workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(threads),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "bench.gunicorn_app:make_app()",
-        ],
-        env=server_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                requests.post(
-                    f"{base}/v1/predict",
-                    json={"area": 1, "rooms": 1, "bathrooms": 1, "location": 1},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=30,
-                )
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        # Warm both workers (each loads the model once) before measuring.
-        subprocess.run(
-            ["wrk", "-t", "2", "-c", "8", "-d", "2s", "-s", "bench/predict.lua", base],
-            env={**os.environ, "PREDGATE_BENCH_KEY": key},
-            capture_output=True,
-            check=True,
-        )
-        output = subprocess.run(
-            ["wrk", "-t", "2", "-c", "16", "-d", f"{seconds}s", "-s", "bench/predict.lua", base],
-            env={**os.environ, "PREDGATE_BENCH_KEY": key},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-        if non_2xx:
-            raise SystemExit(f"wrk saw {non_2xx.group(1)} failed responses:\n{output}")
-        match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-        assert match, output
-        return float(match.group(1))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    log = Path(env["PREDGATE_DATA_DIR"]) / "gunicorn.log"
+    app = "bench.gunicorn_app:make_app()"
+    with gunicorn_server(app, server_env, log, workers=workers, threads=threads) as server:
+        url = f"{server.base_url}/v1/predict"
+        # The first request waits for a worker to boot; then warm every worker's model.
+        headers = {"Authorization": f"Bearer {key}"}
+        requests.post(url, json=ROW, headers=headers, timeout=60).raise_for_status()
+        run_wrk(url, f"Bearer {key}", 2)
+        return run_wrk(url, f"Bearer {key}", seconds).requests_per_second
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", default="")
-    parser.add_argument("--redis-url", default="")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    extra = dict(HIGH_LIMIT)
-    if args.database_url:
-        extra["PREDGATE_DATABASE_URL"] = args.database_url
-    if args.redis_url:
-        extra["PREDGATE_REDIS_URL"] = args.redis_url
-    env, keys = demo_environment(extra)
+def measure(
+    args: argparse.Namespace, env: dict[str, str], keys: dict[str, str]
+) -> dict[str, object]:
+    """Append rates, then audited and null-sink wrk rounds, on the demo environment."""
     data_dir = Path(env["PREDGATE_DATA_DIR"])
     database_url = args.database_url or f"sqlite:///{data_dir / 'predgate.db'}"
 
@@ -171,6 +108,24 @@ def main() -> None:
     results["audited_share_of_baseline"] = round(
         statistics.median(audited) / statistics.median(baseline), 3
     )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    if not Path(WRK).exists():
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    given = {"database_url": args.database_url, "redis_url": args.redis_url}
+    # Rate limits are raised out of the way by demo_environment.
+    with demo_environment(**{k: v for k, v in given.items() if v}) as (env, keys):
+        results = measure(args, env, keys)
     print(json.dumps(results, indent=2))
 
 

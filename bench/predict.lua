@@ -1,6 +1,9 @@
--- wrk script: the tutorial request with the API key from the environment.
+-- wrk script for bench.compare: POST the tutorial row as JSON, with the Authorization header
+-- taken from BENCH_AUTHORIZATION when set (the bare baselines take none).
 wrk.method = "POST"
-wrk.path = "/v1/predict"
 wrk.body = '{"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("PREDGATE_BENCH_KEY")
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end

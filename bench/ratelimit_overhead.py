@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -30,7 +32,8 @@ from flask.testing import FlaskClient
 
 from audit.writer import NullAuditSink
 from auth.api_keys import issue_key
-from bench.harness import demo_environment, running_server, summary
+from bench.provision import demo_environment
+from bench.servers import predgate_server
 from config import Settings
 from db.engine import create_db_engine, make_session_factory
 from gateway import create_app
@@ -56,7 +59,9 @@ def issue_limited_key(settings: Settings, policy: str) -> str:
 def exactness(env: dict[str, str], settings: Settings, repetitions: int) -> dict[str, Any]:
     """Admitted counts of CONCURRENT simultaneous requests against LIMIT/minute, per repetition."""
     admitted: list[int] = []
-    with running_server(env, workers=4, threads=8) as base:
+    log = Path(env["PREDGATE_DATA_DIR"]) / "serve.log"
+    with predgate_server(env, log, workers=4, threads=8) as server:
+        base = server.base_url
         for _ in range(repetitions):
             key = issue_limited_key(settings, f"{LIMIT}/minute")
             barrier = threading.Barrier(CONCURRENT)
@@ -133,6 +138,16 @@ def overhead(settings: Settings, redis_url: str, count: int, rounds: int = 10) -
     return {"policy": policy, "requests_per_variant": per_round * rounds, "results": results}
 
 
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50, p95 and mean of latencies in ms."""
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p95_ms": round(ordered[int(len(ordered) * 0.95) - 1], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
 def _delete_keys(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
     for name in client.scan_iter(f"LIMITS:LIMITER/{prefix}/*"):
@@ -151,15 +166,17 @@ def main() -> None:
     args = parser.parse_args()
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env, _keys = demo_environment(
-        {"PREDGATE_REDIS_URL": args.redis_url, "PREDGATE_RATELIMIT_KEY_PREFIX": prefix}
-    )
-    settings = Settings.from_env(env)
-    report = {
-        "exactness": exactness(env, settings, args.repetitions),
-        "overhead": overhead(replace(settings, redis_url=None), args.redis_url, args.requests),
-    }
-    _delete_keys(args.redis_url, prefix)
+    with demo_environment(redis_url=args.redis_url, ratelimit_key_prefix=prefix) as (env, _):
+        settings = Settings.from_env(env)
+        try:
+            report = {
+                "exactness": exactness(env, settings, args.repetitions),
+                "overhead": overhead(
+                    replace(settings, redis_url=None), args.redis_url, args.requests
+                ),
+            }
+        finally:
+            _delete_keys(args.redis_url, prefix)
     print(json.dumps(report, indent=2))
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auth.errors import InvalidArgument
-from auth.limits import normalize_policy
 from config.secrets import SecretError, load_or_create_secret, parse_secret
+from ratelimit.errors import InvalidPolicy
+from ratelimit.policy import normalize_policy
 
 PREFIX = "PREDGATE_"
 RATELIMIT_STRATEGIES = ("moving-window", "sliding-window-counter")
@@ -47,11 +47,13 @@ class Settings:
     log_level: str = "INFO"
     instance_id: str = "local"
     # Audit log: Ed25519 checkpoint key (PEM or base64 seed; generated into data_dir if empty),
-    # checkpoint cadence, whether health checks are audited, proxies trusted for X-Forwarded-For.
+    # checkpoint cadence, how long a request waits for its record before it is answered 503,
+    # whether liveness/readiness probes are audited, proxies trusted for X-Forwarded-For.
     audit_signing_key: str = field(default="", repr=False)
     audit_checkpoint_records: int = 1000
     audit_checkpoint_seconds: int = 60
-    audit_health_checks: bool = True
+    audit_wait_seconds: float = 5.0
+    audit_health_checks: bool = False
     trusted_proxies: tuple[str, ...] = ()
     # Rate limits: policies such as "100/minute;5000/day", where counters live, how to count,
     # and what a request meets when the counter store is unreachable.
@@ -68,24 +70,26 @@ class Settings:
     jwt_algorithm: str = "ES256"
     # Not read from the environment, so operators cannot switch limits off; benchmarks can.
     rate_limits_enabled: bool = True
+    # How often each worker polls the change generation (db.changes); 0 polls on every request
+    # (tests). Cached credentials are trusted for `change_stale_seconds` after a failed poll.
+    change_poll_seconds: float = 0.25
+    change_stale_seconds: float = 2.0
+    # Threads per serving process (`predgate serve --threads`): at most half of them may wait
+    # on one audit batch, so a hung database leaves the others to answer.
+    server_threads: int = 8
 
     @property
     def artifacts_dir(self) -> Path:
         """Folder of content-addressed model artifacts."""
         return self.data_dir / "artifacts"
 
-    @property
-    def ratelimit_storage_uri(self) -> str:
-        """Where rate-limit counters live: Redis when configured, else this process's memory."""
-        return self.redis_url or "memory://"
-
-    def ratelimit_storage_options(self) -> dict[str, Any]:
-        """Options of the `limits` counter store: errors wrapped, Redis calls bounded in time."""
-        options: dict[str, Any] = {"wrap_exceptions": True}
-        if self.redis_url:
-            options["socket_timeout"] = REDIS_TIMEOUT_SECONDS
-            options["socket_connect_timeout"] = REDIS_TIMEOUT_SECONDS
-        return options
+    def redis_options(self) -> dict[str, Any]:
+        """Options of the Redis client: a Redis that stops answering costs a request at most
+        REDIS_TIMEOUT_SECONDS before the store-failure mode applies."""
+        return {
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,7 +134,8 @@ class Settings:
             audit_checkpoint_seconds=reader.integer(
                 "AUDIT_CHECKPOINT_SECONDS", 60, minimum=1, maximum=60
             ),
-            audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", True),
+            audit_wait_seconds=reader.integer("AUDIT_WAIT_SECONDS", 5, minimum=1, maximum=60),
+            audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", False),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
             default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", "600/minute;100000/day"),
             unauthenticated_rate_limit=reader.policy("UNAUTHENTICATED_RATE_LIMIT", "30/minute"),
@@ -155,18 +160,6 @@ class Settings:
         return {
             "MAX_CONTENT_LENGTH": self.max_body_bytes,
             "JSON_SORT_KEYS": False,
-            "RATELIMIT_ENABLED": self.rate_limits_enabled,
-            "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
-            "RATELIMIT_STORAGE_OPTIONS": self.ratelimit_storage_options(),
-            "RATELIMIT_STRATEGY": self.ratelimit_strategy,
-            "RATELIMIT_KEY_PREFIX": self.ratelimit_key_prefix,
-            # predgate writes its own headers (RateLimit, RateLimit-Policy, X-RateLimit-*).
-            "RATELIMIT_HEADERS_ENABLED": False,
-            # A store failure reaches predgate as "nothing was counted", and
-            # PREDGATE_RATELIMIT_ON_STORE_FAILURE decides: refuse, admit, or count in memory.
-            "RATELIMIT_SWALLOW_ERRORS": True,
-            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": self.ratelimit_on_store_failure == "local",
-            "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
             # flask-jwt-extended verifies access tokens: one algorithm, our issuer and audience,
             # from the Authorization header only; the key comes from the token's kid.
             "JWT_ALGORITHM": self.jwt_algorithm,
@@ -214,7 +207,7 @@ class _Reader:
     def policy(self, name: str, default: str) -> str:
         try:
             return normalize_policy(self.text(name, default) or default)
-        except InvalidArgument as exc:
+        except InvalidPolicy as exc:
             raise SettingsError(f"{PREFIX}{name}: {exc}") from None
 
     def boolean(self, name: str, default: bool) -> bool:

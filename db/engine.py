@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.changes import announce_changes
+
 
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create an engine with the per-backend settings the gateway relies on."""
@@ -29,5 +31,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions that keep loaded objects usable after commit, and announce every change to a
+    cached table to the gateways' caches (db.changes)."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    announce_changes(factory)
+    return factory

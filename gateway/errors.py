@@ -1,8 +1,9 @@
 """One error shape: every failure becomes RFC 9457 application/problem+json.
 
-Domain errors carry a stable ``code`` and ``status``; Werkzeug's HTTP errors get codes from
-the table below. Details are fixed sentences: submitted values are never echoed, and the text
-of an unexpected exception never leaves the process.
+Domain errors carry a stable ``code`` and ``status``; a store that fails (the database, the
+audit log) is a 503 with its own code, never a bare 500; Werkzeug's HTTP errors get codes from
+the table below. Details are fixed sentences: submitted values are never echoed, and the text of
+an unexpected exception never leaves the process.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, has_request_context, json
+from flask import Flask, Response, json
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from audit.writer import AuditUnavailable
 from auth.errors import AuthError
-from gateway.audit_notes import note_audit
-from gateway.request_id import current_request_id
+from db.changes import ChangesUnknown
+from gateway.context import current_context
 from models.errors import ModelError
+from ratelimit.errors import RateLimitError
 
 log = logging.getLogger("predgate.errors")
 
@@ -29,12 +34,6 @@ HTTP_PROBLEMS: dict[int, tuple[str, str, str]] = {
     405: ("method_not_allowed", "Method not allowed", "This path does not accept that method."),
     413: ("payload_too_large", "Payload too large", "The request body exceeds the size limit."),
     415: ("unsupported_media_type", "Unsupported media type", "Send the body as application/json."),
-    # Flask-Limiter's RateLimitExceeded; gateway.rate_limits adds Retry-After and RateLimit.
-    429: (
-        "rate_limited",
-        "Too many requests",
-        "The rate limit is used up; retry after the number of seconds in Retry-After.",
-    ),
 }
 
 # Domain error codes whose message is safe and useful to show as the problem's detail.
@@ -50,7 +49,20 @@ PUBLIC_DETAILS: dict[str, str] = {
     "model_unavailable": "The assigned model cannot be served right now.",
     "model_not_found": "The assigned model does not exist.",
     "probabilities_unsupported": "Probabilities are available for classifiers only.",
+    "rate_limited": "The rate limit is used up; retry after the number of seconds in Retry-After.",
 }
+DATABASE_UNAVAILABLE = (
+    "database_unavailable",
+    "Database unavailable",
+    "The database cannot be reached right now, so the request was not served; retry shortly.",
+)
+AUDIT_UNAVAILABLE = (
+    "audit_unavailable",
+    "Audit log unavailable",
+    "The request could not be recorded in the audit log, so it was not answered.",
+)
+# The domain's error bases; each carries code, status and title.
+DomainError = AuthError | ModelError | RateLimitError
 
 
 class ApiError(Exception):
@@ -84,16 +96,16 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Build the problem+json response every error path uses."""
-    if has_request_context():
-        note_audit(reason_code=code)
+    """Build the problem+json response every error path uses; its code is the audit reason."""
+    ctx = current_context()
+    ctx.audit.reason_code = code
     body: dict[str, Any] = {
         "type": f"urn:predgate:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
         "code": code,
-        "request_id": current_request_id(),
+        "request_id": ctx.request_id,
     }
     body.update(extra or {})
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
@@ -108,7 +120,7 @@ def _handle_api_error(exc: ApiError) -> Response:
     )
 
 
-def _handle_domain_error(exc: AuthError | ModelError) -> Response:
+def _handle_domain_error(exc: DomainError) -> Response:
     if exc.status >= 500:
         # The message (which file, which digest) is for operators only.
         log.error("domain error %s: %s", exc.code, exc)
@@ -123,6 +135,17 @@ def _handle_domain_error(exc: AuthError | ModelError) -> Response:
     if field is not None:
         extra = {"errors": [{"field": field, "reason": getattr(exc, "reason", exc.code)}]}
     return problem_response(exc.status, exc.code, title, detail, extra=extra)
+
+
+def _handle_store_failure(exc: Exception) -> Response:
+    log.warning(
+        "request %s: database unavailable (%s)", current_context().request_id, type(exc).__name__
+    )
+    return problem_response(503, *DATABASE_UNAVAILABLE)
+
+
+def _handle_audit_unavailable(_exc: AuditUnavailable) -> Response:
+    return problem_response(503, *AUDIT_UNAVAILABLE)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:
@@ -147,7 +170,11 @@ def _handle_unexpected(exc: Exception) -> Response:
 def init_errors(app: Flask) -> None:
     """Register the single error mapping."""
     app.register_error_handler(ApiError, _handle_api_error)
-    app.register_error_handler(AuthError, _handle_domain_error)
-    app.register_error_handler(ModelError, _handle_domain_error)
+    for domain_error in (AuthError, ModelError, RateLimitError):
+        app.register_error_handler(domain_error, _handle_domain_error)
+    # A database that does not answer: the request was not served; retry later.
+    for store_failure in (OperationalError, InterfaceError, PoolTimeout, ChangesUnknown):
+        app.register_error_handler(store_failure, _handle_store_failure)
+    app.register_error_handler(AuditUnavailable, _handle_audit_unavailable)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 from flask_jwt_extended import JWTManager
 from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
 
-ViewT = TypeVar("ViewT", bound=Callable[..., Any])
-
-# OpenAPI 3.1 generated from the same pydantic models the views validate with.
+# OpenAPI 3.1 generated from the same pydantic models the request path validates with. Only the
+# document: requests never pass through spectree (gateway.pipeline.endpoint).
 spec = SpecTree(
     "flask",
     title="predgate",
@@ -55,12 +51,5 @@ spec = SpecTree(
     security={"ApiKeyBearer": [], "ApiKeyHeader": [], "OAuth2": []},
 )
 
-# Verifies OAuth2 access tokens; its loaders live in gateway.access_tokens.
+# Verifies OAuth2 access tokens; its loaders live in gateway.pipeline.tokens.
 jwt_manager = JWTManager()
-
-
-def documented(**kwargs: Any) -> Callable[[ViewT], ViewT]:
-    """Document a view in the OpenAPI spec from its pydantic models without letting spectree
-    validate: views validate with `parse_json_body`, which answers in problem+json."""
-    decorator: Callable[[ViewT], ViewT] = spec.validate(skip_validation=True, **kwargs)
-    return decorator

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
-from flask import Flask, Response, g, request
+from flask import Response, request
 
-from gateway.caller import current_principal
-from gateway.request_id import current_request_id
+from gateway.context import RequestContext
 
 access_log = logging.getLogger("predgate.access")
 
@@ -26,29 +24,18 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def _start_timer() -> None:
-    g.started_at = time.perf_counter()
-
-
-def _log_request(response: Response) -> Response:
-    started = g.get("started_at")
-    duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-    principal = current_principal()
-    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+def log_request(ctx: RequestContext, response: Response) -> None:
+    """The access-log line of an answered request."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    caller = ctx.caller
     access_log.info(
         "request_id=%s method=%s route=%s status=%d duration_ms=%.2f tenant=%s principal=%s",
-        current_request_id(),
+        ctx.request_id,
         request.method,
-        route,
+        request.url_rule.rule if request.url_rule is not None else "<unmatched>",
         response.status_code,
-        duration_ms,
-        principal.tenant_name if principal else "-",
-        principal.principal_id if principal else "-",
+        ctx.elapsed_ms(),
+        caller.tenant_name if caller else "-",
+        caller.principal_id if caller else "-",
     )
-    return response
-
-
-def init_access_log(app: Flask) -> None:
-    """Time each request and log it once it is answered."""
-    app.before_request(_start_timer)
-    app.after_request(_log_request)

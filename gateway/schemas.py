@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from models.serving import ServedPrediction
+
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
@@ -41,6 +43,12 @@ class PredictRequest(BaseModel):
             return self.instances if not single else [*self.instances, single]
         return [single] if single else []
 
+    def cost(self, max_batch: int) -> int:
+        """Rate-limit units: one per row. A body with no row, or more than `max_batch` rows
+        (refused by the view), spends one."""
+        rows = len(self.records())
+        return rows if 1 <= rows <= max_batch else 1
+
 
 class ModelRef(BaseModel):
     name: str
@@ -54,6 +62,18 @@ class PredictResponse(BaseModel):
     )
     model: ModelRef
     request_id: str
+
+    @staticmethod
+    def of(served: ServedPrediction, *, request_id: str) -> dict[str, Any]:
+        """The answer to a served prediction (probabilities only when asked)."""
+        answer: dict[str, Any] = {
+            "predictions": served.prediction.predictions,
+            "model": {"name": served.model.name, "version": served.model.version},
+            "request_id": request_id,
+        }
+        if served.prediction.probabilities is not None:
+            answer["probabilities"] = served.prediction.probabilities
+        return answer
 
 
 class ModelInfo(BaseModel):

@@ -7,11 +7,12 @@ from sqlalchemy import Engine
 
 import audit.tables
 import auth.tables
+import db.changes
 import models.tables
 from db.base import Base
 
 # Import for their side effect: every table registers on Base.metadata.
-_ = (auth.tables, models.tables, audit.tables)
+_ = (auth.tables, models.tables, audit.tables, db.changes)
 
 target_metadata = Base.metadata
 

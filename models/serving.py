@@ -1,15 +1,16 @@
-"""The predict path: resolve the model version, shape the records, run the cached model."""
+"""The predict path: the model version from the catalog, the records shaped by its feature
+schema, the prediction from the cached loaded model. No database read, no model load after the
+first request of a version."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
+from models.catalog import ModelCatalog
 from models.features import feature_schema
 from models.inference import ModelCache, Prediction
-from models.registry import ModelVersion, get_model
+from models.registry import ModelVersion
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class ServedPrediction:
 
 
 def predict_records(
-    session: Session,
+    catalog: ModelCatalog,
     cache: ModelCache,
     *,
     model_name: str,
@@ -33,7 +34,7 @@ def predict_records(
     max_batch: int,
 ) -> ServedPrediction:
     """Predict records with a registered model (latest version when `model_version` is None)."""
-    meta = get_model(session, model_name, model_version)
+    meta = catalog.version(model_name, model_version)
     matrix = feature_schema(meta.features).to_matrix(records, max_batch=max_batch, batched=batched)
     loaded = cache.get(meta)
     return ServedPrediction(

@@ -14,7 +14,7 @@ from db.base import Base
 from db.migrations import MIGRATIONS_DIR, alembic_config
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN_PACKAGES = ["auth", "models", "audit", "config", "db"]
+DOMAIN_PACKAGES = ["auth", "models", "audit", "config", "db", "ratelimit"]
 FORBIDDEN = ("flask", "werkzeug", "gateway")
 
 
@@ -40,6 +40,38 @@ def test_domain_packages_do_not_import_flask(package: str) -> None:
     assert offenders == []
 
 
+def test_the_request_path_does_not_reach_into_the_routes() -> None:
+    """The pipeline (caller, body, limit, record) knows routes only by what they declare."""
+    offenders = []
+    for path in (ROOT / "gateway" / "pipeline").rglob("*.py"):
+        offenders += [f"{path.name}: {n}" for n in _imports(path) if n.startswith("gateway.api")]
+    assert offenders == []
+
+
+def test_one_module_keeps_per_request_state_in_flask_g() -> None:
+    """Per-request state is one typed RequestContext under one `g` key (gateway/context.py)."""
+    writers = []
+    for path in (ROOT / "gateway").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        uses_g = any(
+            isinstance(node, ast.Name) and node.id == "g" and isinstance(node.ctx, ast.Load)
+            for node in ast.walk(tree)
+        )
+        if uses_g and "from flask import" in path.read_text():
+            writers.append(str(path.relative_to(ROOT)))
+    assert writers == ["gateway/context.py"]
+
+
+def test_the_gateway_is_an_adapter_at_most_half_the_domain() -> None:
+    """Rules live in the domain; the gateway only adapts HTTP and the command line to them."""
+
+    def lines(package: str) -> int:
+        return sum(len(p.read_text().splitlines()) for p in (ROOT / package).rglob("*.py"))
+
+    domain = sum(lines(package) for package in DOMAIN_PACKAGES)
+    assert lines("gateway") <= domain / 2, (lines("gateway"), domain)
+
+
 def test_single_migration_head() -> None:
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     assert len(script.get_heads()) == 1
@@ -48,6 +80,7 @@ def test_single_migration_head() -> None:
 def test_tables_match_migrations(engine, database_url) -> None:
     import audit.tables  # noqa: F401
     import auth.tables  # noqa: F401
+    import db.changes  # noqa: F401
     import models.tables  # noqa: F401
 
     alembic_config(engine)

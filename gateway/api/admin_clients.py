@@ -3,7 +3,7 @@ The same domain functions as `predgate clients`."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -18,13 +18,11 @@ from auth.clients import (
     rotate_client_secret,
 )
 from auth.tenants import get_tenant
-from gateway.admin_acts import admin_act
-from gateway.api.admin_shapes import ERROR_RESPONSES, StrictBody, actor, iso
-from gateway.audit_notes import note_audit
-from gateway.bodies import parse_json_body
-from gateway.caller import require_scope
-from gateway.extensions import documented
-from gateway.runtime import db_session, get_runtime
+from gateway.api.acts import actor, admin_act
+from gateway.api.admin_shapes import ERROR_RESPONSES, StrictBody
+from gateway.context import RequestContext
+from gateway.pipeline import endpoint
+from gateway.presenters import client_json, issued_client_json
 
 bp = Blueprint("admin_clients", __name__, url_prefix="/admin/v1/clients")
 TAGS = ["admin: OAuth clients"]
@@ -55,76 +53,71 @@ class ClientList(BaseModel):
     clients: list[ClientOut]
 
 
-def client_json(client: OAuthClient) -> dict[str, Any]:
-    """A client's public description: never its secret or hash."""
-    return {
-        "client_id": client.client_id,
-        "role": client.role,
-        "tenant": client.tenant_name,
-        "scopes": list(client.scopes),
-        "created_at": iso(client.created_at),
-        "created_by": client.created_by,
-        "revoked_at": iso(client.revoked_at),
-    }
-
-
-def _tenant_id_of(client: OAuthClient) -> int | None:
-    return get_tenant(db_session(), client.tenant_name).id if client.tenant_name else None
+def _tenant_id_of(ctx: RequestContext, client: OAuthClient) -> int | None:
+    return get_tenant(ctx.db(), client.tenant_name).id if client.tenant_name else None
 
 
 @bp.post("")
-@documented(
-    json=ClientCreate,
-    resp=Response(HTTP_201=IssuedClientOut, **ERROR_RESPONSES),
+@endpoint(
+    "client.create",
+    scope="admin",
+    body=ClientCreate,
+    responses=Response(HTTP_201=IssuedClientOut, **ERROR_RESPONSES),
     tags=TAGS,
 )
-@require_scope("admin")
-def create() -> ResponseReturnValue:
+def create(ctx: RequestContext, body: ClientCreate) -> ResponseReturnValue:
     """Create a client with a role; the response is the only time its secret is shown."""
-    with admin_act("client.create") as act:
-        body = parse_json_body(ClientCreate)
-        act.details.update(body.model_dump())
+    with admin_act(ctx, **body.model_dump()) as act:
         issued = create_client(
             act.session,
-            get_runtime().settings.secret_key,
+            ctx.runtime.settings.secret_key,
             role=body.role,
             tenant_name=body.tenant,
             scopes=body.scopes,
-            created_by=actor(),
+            created_by=actor(ctx),
         )
         act.details["client_id"] = issued.client.client_id
-        act.tenant_id, act.status = _tenant_id_of(issued.client), 201
-    answer = {**client_json(issued.client), "client_secret": issued.client_secret}
-    return jsonify(answer), 201, NO_STORE
+        act.tenant_id, act.status = _tenant_id_of(ctx, issued.client), 201
+    return jsonify(issued_client_json(issued.client, issued.client_secret)), 201, NO_STORE
 
 
 @bp.get("")
-@documented(resp=Response(HTTP_200=ClientList, **ERROR_RESPONSES), tags=TAGS)
-@require_scope("admin")
-def list_all() -> ResponseReturnValue:
+@endpoint(
+    "admin.read",
+    scope="admin",
+    responses=Response(HTTP_200=ClientList, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def list_all(ctx: RequestContext) -> ResponseReturnValue:
     """Every client (never a secret)."""
-    note_audit(event_type="admin.read")
-    return jsonify({"clients": [client_json(c) for c in list_clients(db_session())]})
+    return jsonify({"clients": [client_json(c) for c in list_clients(ctx.db())]})
 
 
 @bp.post("/<client_id>/revoke")
-@documented(resp=Response(HTTP_200=ClientOut, **ERROR_RESPONSES), tags=TAGS)
-@require_scope("admin")
-def revoke(client_id: str) -> ResponseReturnValue:
+@endpoint(
+    "client.revoke",
+    scope="admin",
+    responses=Response(HTTP_200=ClientOut, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def revoke(ctx: RequestContext, client_id: str) -> ResponseReturnValue:
     """Revoke a client: no new tokens, and its tokens are refused from the next request."""
-    with admin_act("client.revoke", client_id=client_id) as act:
+    with admin_act(ctx, client_id=client_id) as act:
         revoked = revoke_client(act.session, client_id)
-        act.tenant_id = _tenant_id_of(revoked)
+        act.tenant_id = _tenant_id_of(ctx, revoked)
     return jsonify(client_json(revoked))
 
 
 @bp.post("/<client_id>/rotate-secret")
-@documented(resp=Response(HTTP_200=IssuedClientOut, **ERROR_RESPONSES), tags=TAGS)
-@require_scope("admin")
-def rotate_secret(client_id: str) -> ResponseReturnValue:
+@endpoint(
+    "client.rotate_secret",
+    scope="admin",
+    responses=Response(HTTP_200=IssuedClientOut, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def rotate_secret(ctx: RequestContext, client_id: str) -> ResponseReturnValue:
     """Replace the client's secret (shown once); the old one stops working at once."""
-    with admin_act("client.rotate_secret", client_id=client_id) as act:
-        issued = rotate_client_secret(act.session, get_runtime().settings.secret_key, client_id)
-        act.tenant_id = _tenant_id_of(issued.client)
-    answer = {**client_json(issued.client), "client_secret": issued.client_secret}
-    return jsonify(answer), 200, NO_STORE
+    with admin_act(ctx, client_id=client_id) as act:
+        issued = rotate_client_secret(act.session, ctx.runtime.settings.secret_key, client_id)
+        act.tenant_id = _tenant_id_of(ctx, issued.client)
+    return jsonify(issued_client_json(issued.client, issued.client_secret)), 200, NO_STORE

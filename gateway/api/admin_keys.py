@@ -3,12 +3,8 @@ set the rate limit, read usage. The same domain functions as `predgate keys`."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from limits.errors import StorageError
 from pydantic import BaseModel, Field
 from spectree import Response
 
@@ -16,8 +12,7 @@ from auth.api_keys import ApiKey, get_key, issue_key, list_keys, revoke_key, rot
 from auth.api_keys import set_key_limit as set_key_policy
 from auth.durations import parse_duration
 from auth.tenants import get_tenant
-from auth.usage import key_usage
-from gateway.admin_acts import admin_act
+from gateway.api.acts import actor, admin_act
 from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
     IssuedKeyOut,
@@ -27,24 +22,19 @@ from gateway.api.admin_shapes import (
     KeyRevoke,
     KeyRotate,
     RateLimitBody,
-    actor,
-    key_json,
-    parse_optional_body,
 )
-from gateway.audit_notes import note_audit
-from gateway.bodies import parse_json_body
-from gateway.caller import require_scope
+from gateway.context import RequestContext
 from gateway.errors import ApiError
-from gateway.extensions import documented
-from gateway.query_args import parse_query_args
-from gateway.rate_limits import EXTENSION_KEY as RATE_LIMITS_KEY
-from gateway.rate_limits import get_rate_limits
-from gateway.runtime import db_session, get_runtime
-from gateway.schemas import Problem
+from gateway.pipeline import endpoint
+from gateway.presenters import issued_key_json, key_json
+from gateway.usage import key_usage_json
+from ratelimit.errors import CounterStoreUnavailable
 
 bp = Blueprint("admin_keys", __name__, url_prefix="/admin/v1/keys")
 TAGS = ["admin: API keys"]
 NO_STORE = {"Cache-Control": "no-store"}
+ONE = Response(HTTP_200=KeyOut, **ERROR_RESPONSES)
+ISSUED = Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES)
 
 
 class KeyListQuery(BaseModel):
@@ -70,140 +60,104 @@ class KeyUsageOut(BaseModel):
     windows: list[WindowOut]
 
 
-def _tenant_id_of(key: ApiKey) -> int:
-    return get_tenant(db_session(), key.tenant_name).id
-
-
-def _issued(issued_json: dict[str, Any], status: int) -> ResponseReturnValue:
-    return jsonify(issued_json), status, NO_STORE
+def _tenant_id_of(ctx: RequestContext, key: ApiKey) -> int:
+    return get_tenant(ctx.db(), key.tenant_name).id
 
 
 @bp.post("")
-@documented(
-    json=KeyIssue,
-    resp=Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES),
-    tags=TAGS,
-)
-@require_scope("admin")
-def issue() -> ResponseReturnValue:
+@endpoint("key.issue", scope="admin", body=KeyIssue, responses=ISSUED, tags=TAGS)
+def issue(ctx: RequestContext, body: KeyIssue) -> ResponseReturnValue:
     """Issue a key for a tenant; the response is the only time the full key is shown."""
-    with admin_act("key.issue") as act:
-        body = parse_json_body(KeyIssue)
-        act.details.update(body.model_dump())
+    with admin_act(ctx, **body.model_dump()) as act:
         issued = issue_key(
             act.session,
-            get_runtime().settings.secret_key,
+            ctx.runtime.settings.secret_key,
             tenant_name=body.tenant,
-            created_by=actor(),
+            created_by=actor(ctx),
             label=body.label,
             expires_in=parse_duration(body.expires_in) if body.expires_in else None,
             rate_limit=body.rate_limit,
         )
         act.details["key_id"] = issued.key.key_id
-        act.tenant_id, act.status = _tenant_id_of(issued.key), 201
-    return _issued({**key_json(issued.key), "api_key": issued.api_key}, 201)
+        act.tenant_id, act.status = _tenant_id_of(ctx, issued.key), 201
+    return jsonify(issued_key_json(issued.key, issued.api_key)), 201, NO_STORE
 
 
 @bp.get("")
-@documented(
+@endpoint(
+    "admin.read",
+    scope="admin",
     query=KeyListQuery,
-    resp=Response(HTTP_200=KeyList, **ERROR_RESPONSES),
+    responses=Response(HTTP_200=KeyList, **ERROR_RESPONSES),
     tags=TAGS,
 )
-@require_scope("admin")
-def list_all() -> ResponseReturnValue:
+def list_all(ctx: RequestContext, query: KeyListQuery) -> ResponseReturnValue:
     """Keys, optionally of one tenant (never their secrets)."""
-    query = parse_query_args(KeyListQuery)
-    note_audit(event_type="admin.read")
-    found = list_keys(db_session(), tenant_name=query.tenant)
+    found = list_keys(ctx.db(), tenant_name=query.tenant)
     return jsonify({"keys": [key_json(k) for k in found]})
 
 
 @bp.post("/<key_id>/revoke")
-@documented(
-    json=KeyRevoke,
-    resp=Response(HTTP_200=KeyOut, **ERROR_RESPONSES),
-    tags=TAGS,
-)
-@require_scope("admin")
-def revoke(key_id: str) -> ResponseReturnValue:
+@endpoint("key.revoke", scope="admin", body=KeyRevoke, optional_body=True, responses=ONE, tags=TAGS)
+def revoke(ctx: RequestContext, key_id: str, body: KeyRevoke) -> ResponseReturnValue:
     """Revoke a key; the next request that presents it is refused."""
-    with admin_act("key.revoke", key_id=key_id) as act:
-        body = parse_optional_body(KeyRevoke)
-        act.details["reason"] = body.reason
+    with admin_act(ctx, key_id=key_id, reason=body.reason) as act:
         revoked = revoke_key(act.session, key_id, reason=body.reason)
-        act.tenant_id = _tenant_id_of(revoked)
+        act.tenant_id = _tenant_id_of(ctx, revoked)
     return jsonify(key_json(revoked))
 
 
 @bp.post("/<key_id>/rotate")
-@documented(
-    json=KeyRotate,
-    resp=Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES),
-    tags=TAGS,
+@endpoint(
+    "key.rotate", scope="admin", body=KeyRotate, optional_body=True, responses=ISSUED, tags=TAGS
 )
-@require_scope("admin")
-def rotate(key_id: str) -> ResponseReturnValue:
+def rotate(ctx: RequestContext, key_id: str, body: KeyRotate) -> ResponseReturnValue:
     """Issue a successor (shown once); the old key works until the grace period ends."""
-    with admin_act("key.rotate", key_id=key_id) as act:
-        body = parse_optional_body(KeyRotate)
-        act.details["grace"] = body.grace
-        grace = parse_duration(body.grace)
+    with admin_act(ctx, key_id=key_id, grace=body.grace) as act:
         issued = rotate_key(
-            act.session, get_runtime().settings.secret_key, key_id, created_by=actor(), grace=grace
+            act.session,
+            ctx.runtime.settings.secret_key,
+            key_id,
+            created_by=actor(ctx),
+            grace=parse_duration(body.grace),
         )
         act.details["new_key_id"] = issued.key.key_id
-        act.tenant_id, act.status = _tenant_id_of(issued.key), 201
-    return _issued({**key_json(issued.key), "api_key": issued.api_key}, 201)
+        act.tenant_id, act.status = _tenant_id_of(ctx, issued.key), 201
+    return jsonify(issued_key_json(issued.key, issued.api_key)), 201, NO_STORE
 
 
 @bp.put("/<key_id>/rate-limit")
-@documented(
-    json=RateLimitBody,
-    resp=Response(HTTP_200=KeyOut, **ERROR_RESPONSES),
-    tags=TAGS,
-)
-@require_scope("admin")
-def set_limit(key_id: str) -> ResponseReturnValue:
+@endpoint("key.set_limit", scope="admin", body=RateLimitBody, responses=ONE, tags=TAGS)
+def set_limit(ctx: RequestContext, key_id: str, body: RateLimitBody) -> ResponseReturnValue:
     """Set the key's own rate limit (null: inherit); its rotation lineage shares it."""
-    with admin_act("key.set_limit", key_id=key_id) as act:
-        body = parse_json_body(RateLimitBody)
-        act.details["rate_limit"] = body.rate_limit
+    with admin_act(ctx, key_id=key_id, rate_limit=body.rate_limit) as act:
         updated = set_key_policy(act.session, key_id, policy=body.rate_limit)
-        act.tenant_id = _tenant_id_of(updated)
+        act.tenant_id = _tenant_id_of(ctx, updated)
     return jsonify(key_json(updated))
 
 
 @bp.get("/<key_id>/usage")
-@documented(
-    resp=Response(HTTP_200=KeyUsageOut, HTTP_503=Problem, **ERROR_RESPONSES),
+@endpoint(
+    "key.usage",
+    scope="admin",
+    responses=Response(HTTP_200=KeyUsageOut, **ERROR_RESPONSES),
     tags=TAGS,
 )
-@require_scope("admin")
-def usage(key_id: str) -> ResponseReturnValue:
+def usage(ctx: RequestContext, key_id: str) -> ResponseReturnValue:
     """What the key has spent in each window that applies to it, in this gateway's counters."""
-    session = db_session()
-    key = get_key(session, key_id)
-    note_audit(event_type="key.usage", tenant_id=_tenant_id_of(key))
-    if RATE_LIMITS_KEY not in current_app.extensions:
+    key = get_key(ctx.db(), key_id)
+    ctx.audit.tenant_id = _tenant_id_of(ctx, key)
+    limiter = ctx.runtime.limiter
+    if limiter is None:
         raise ApiError(
             409, "rate_limits_disabled", "Rate limits disabled", "This gateway counts nothing."
         )
-    settings = get_runtime().settings
     try:
-        windows = key_usage(
-            session,
-            get_rate_limits().limiter.limiter,
-            key_id,
-            default_policy=settings.default_rate_limit,
-            key_prefix=settings.ratelimit_key_prefix,
-        )
-    except StorageError:
+        return jsonify(key_usage_json(ctx.db(), limiter.store, ctx.runtime.settings, key_id))
+    except CounterStoreUnavailable:
         raise ApiError(
             503,
             "ratelimit_unavailable",
             "Rate limiting unavailable",
             "The rate-limit store cannot be read right now.",
         ) from None
-    now = time.time()
-    return jsonify({"key_id": key_id, "windows": [u.to_dict(now) for u in windows]})

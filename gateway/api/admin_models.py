@@ -15,21 +15,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import Field, ValidationError
 from spectree import Response
 
-from gateway.admin_acts import admin_act
-from gateway.api.admin_shapes import (
-    ERROR_RESPONSES,
-    ModelList,
-    ModelVersionOut,
-    StrictBody,
-    actor,
-    model_json,
-)
-from gateway.audit_notes import note_audit
-from gateway.bodies import accepts_upload, field_path
-from gateway.caller import require_scope
+from gateway.api.acts import actor, admin_act
+from gateway.api.admin_shapes import ERROR_RESPONSES, ModelList, ModelVersionOut, StrictBody
+from gateway.context import RequestContext
 from gateway.errors import ApiError
-from gateway.extensions import documented
-from gateway.runtime import db_session, get_runtime
+from gateway.pipeline import endpoint
+from gateway.pipeline.bodies import field_path, invalid_inputs, validation_fields
+from gateway.presenters import model_json
 from models.registry import get_model, list_models, parse_model_ref, register_model
 
 bp = Blueprint("admin_models", __name__, url_prefix="/admin/v1/models")
@@ -53,36 +45,43 @@ class ModelUpload(StrictBody):
 
 
 @bp.get("")
-@documented(resp=Response(HTTP_200=ModelList, **ERROR_RESPONSES), tags=TAGS)
-@require_scope("admin")
-def list_all() -> ResponseReturnValue:
+@endpoint(
+    "admin.read",
+    scope="admin",
+    responses=Response(HTTP_200=ModelList, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def list_all(ctx: RequestContext) -> ResponseReturnValue:
     """Every registered version, by name then version."""
-    note_audit(event_type="admin.read")
-    return jsonify({"models": [model_json(m) for m in list_models(db_session())]})
+    return jsonify({"models": [model_json(m) for m in list_models(ctx.db())]})
 
 
 @bp.get("/<ref>")
-@documented(resp=Response(HTTP_200=ModelVersionOut, **ERROR_RESPONSES), tags=TAGS)
-@require_scope("admin")
-def show(ref: str) -> ResponseReturnValue:
+@endpoint(
+    "admin.read",
+    scope="admin",
+    responses=Response(HTTP_200=ModelVersionOut, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def show(ctx: RequestContext, ref: str) -> ResponseReturnValue:
     """NAME (its latest version) or NAME@VERSION."""
-    note_audit(event_type="admin.read")
     name, version = parse_model_ref(ref)
-    return jsonify(model_json(get_model(db_session(), name, version)))
+    return jsonify(model_json(get_model(ctx.db(), name, version)))
 
 
 @bp.post("")
-@documented(
+@endpoint(
+    "model.register",
+    scope="admin",
     form=ModelUpload,
-    resp=Response(HTTP_201=ModelVersionOut, **ERROR_RESPONSES),
+    upload=True,
+    responses=Response(HTTP_201=ModelVersionOut, **ERROR_RESPONSES),
     tags=TAGS,
 )
-@require_scope("admin")
-@accepts_upload
-def register() -> ResponseReturnValue:
+def register(ctx: RequestContext) -> ResponseReturnValue:
     """Register an uploaded fitted scikit-learn joblib file as the next version of NAME."""
     with (
-        admin_act("model.register") as act,
+        admin_act(ctx) as act,
         tempfile.TemporaryDirectory(prefix="predgate-upload-") as folder,
     ):
         form = _upload_form()
@@ -91,10 +90,10 @@ def register() -> ResponseReturnValue:
         request.files[UPLOAD_FIELD].save(path)
         meta = register_model(
             act.session,
-            get_runtime().artifacts,
+            ctx.runtime.artifacts,
             name=form.name,
             artifact_path=path,
-            registered_by=actor(),
+            registered_by=actor(ctx),
             features=form.feature_list(),
         )
         act.details.update(
@@ -123,15 +122,8 @@ def _upload_form() -> ModelUpload:
     try:
         form = ModelUpload.model_validate(request.form.to_dict())
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        problems = [{"field": field_path(e["loc"]), "reason": e["type"]} for e in errors[:20]]
+        problems = validation_fields(exc)
     problems += missing + extra_files
     if problems or form is None:
-        raise ApiError(
-            422,
-            "validation_error",
-            "Invalid upload",
-            f"{problems[0]['field']}: invalid, missing or not accepted.",
-            extra={"errors": problems},
-        )
+        raise invalid_inputs("Invalid upload", problems)
     return form

@@ -1,25 +1,16 @@
 """Admin API bodies: strict request models (an unknown or privileged field is refused with 422,
-never ignored) and the JSON shapes of tenants, keys and models (never a secret's hash)."""
+never ignored), and the documented shapes of what gateway.presenters answers."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
-from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
-from auth.api_keys import ApiKey
-from auth.tenants import Tenant
-from db.base import utcnow
-from gateway.bodies import parse_json_body
-from gateway.caller import resolve_caller
 from gateway.schemas import Problem
-from models.registry import ModelVersion
 
 ERROR_RESPONSES: dict[str, Any] = {
-    f"HTTP_{status}": Problem for status in (400, 401, 403, 404, 409, 413, 415, 422)
+    f"HTTP_{status}": Problem for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)
 }
 
 
@@ -109,58 +100,3 @@ class ModelVersionOut(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelVersionOut]
-
-
-def parse_optional_body(model: type[StrictBody]) -> Any:
-    """An optional JSON body: absent means every field's default."""
-    if not request.content_length and not request.get_data(cache=True):
-        return model()
-    return parse_json_body(model)
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601, or None."""
-    return value.isoformat() if value is not None else None
-
-
-def tenant_json(tenant: Tenant) -> dict[str, Any]:
-    """A tenant as the admin API shows it."""
-    return {
-        "tenant": tenant.name,
-        "status": tenant.status,
-        "model": tenant.model_ref,
-        "created_at": iso(tenant.created_at),
-        "rate_limit": tenant.rate_limit,
-    }
-
-
-def key_json(key: ApiKey) -> dict[str, Any]:
-    """A key's public description: never its secret or hash."""
-    return {
-        "key_id": key.key_id,
-        "tenant": key.tenant_name,
-        "label": key.label,
-        "state": key.state(utcnow()),
-        "created_at": iso(key.created_at),
-        "created_by": key.created_by,
-        "expires_at": iso(key.expires_at),
-        "last_used_at": iso(key.last_used_at),
-        "revoked_at": iso(key.revoked_at),
-        "replaced_by": key.replaced_by,
-        "rate_limit": key.rate_limit,
-    }
-
-
-def model_json(meta: ModelVersion) -> dict[str, Any]:
-    """A model version as the admin API shows it."""
-    summary = asdict(meta)
-    summary["features"] = list(meta.features)
-    summary["classes"] = list(meta.classes) if meta.classes is not None else None
-    summary["registered_at"] = iso(meta.registered_at)
-    return summary
-
-
-def actor() -> str:
-    """Who is acting, as recorded on what the request creates (`http:<type>:<id>`)."""
-    principal = resolve_caller()
-    return f"http:{principal.principal_type}:{principal.principal_id}"

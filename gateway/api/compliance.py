@@ -4,15 +4,15 @@ route here or anywhere else changes or deletes a record. Every read is itself au
 `GET /audit/v1/records` answers a page of JSON by default; with `Accept: application/x-ndjson`
 (the JSONL export `predgate audit verify --file` checks offline) or `Accept: text/csv` it streams
 an export of a time range. The export's own audit record is committed before the first byte is
-sent (the audit hook runs before the body is iterated), and the stream reads through a database
-session of its own, opened when streaming starts and closed when it ends or is abandoned.
+sent (the request path records it before the body is iterated), and the stream reads through a
+database session of its own, opened when streaming starts and closed when it ends or is
+abandoned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,12 +27,9 @@ from audit.export import iter_csv, iter_jsonl
 from audit.query import AuditFilter, list_checkpoints, query_records
 from audit.recorder import verify_database
 from auth.tenants import get_tenant
-from gateway.audit_notes import note_audit, note_audit_detail
-from gateway.caller import require_scope
+from gateway.context import RequestContext
 from gateway.errors import ApiError
-from gateway.extensions import documented
-from gateway.query_args import parse_query_args
-from gateway.runtime import db_session, get_runtime
+from gateway.pipeline import endpoint
 from gateway.schemas import Problem
 
 bp = Blueprint("compliance", __name__, url_prefix="/audit/v1")
@@ -103,38 +100,27 @@ class RecordPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
-def _streams_exports(view: Callable[[], ResponseReturnValue]) -> Callable[[], ResponseReturnValue]:
-    # spectree reads every response body its wrapper returns, which would buffer a whole
-    # export (and run it before its audit record is committed): exports bypass that wrapper.
-    @wraps(view)
-    def wrapper() -> ResponseReturnValue:
-        wanted = request.accept_mimetypes.best_match(["application/json", *EXPORT_TYPES])
-        if wanted in EXPORT_TYPES:
-            return export(EXPORT_TYPES[wanted])
-        return view()
-
-    return wrapper
-
-
 @bp.get("/records")
-@_streams_exports
-@documented(
+@endpoint(
+    "audit.read",
+    scope="audit:read",
     query=RecordsQuery,
-    resp=SpecResponse(HTTP_200=RecordPage, **ERRORS),
+    responses=SpecResponse(HTTP_200=RecordPage, **ERRORS),
     tags=TAGS,
 )
-@require_scope("audit:read")
-def records() -> ResponseReturnValue:
+def records(ctx: RequestContext, query: RecordsQuery) -> ResponseReturnValue:
     """Records matching the filters, oldest first, a page at a time (`next_cursor`).
 
     With `Accept: application/x-ndjson` (the JSONL export, verifiable offline) or `text/csv`:
     a streamed export of the records from `since` to `until`.
     """
-    query = parse_query_args(RecordsQuery)
-    session = db_session()
+    wanted = request.accept_mimetypes.best_match(["application/json", *EXPORT_TYPES])
+    if wanted in EXPORT_TYPES:
+        return export(ctx, query, EXPORT_TYPES[wanted])
+    session = ctx.db()
     tenant_id = get_tenant(session, query.tenant).id if query.tenant else None
-    note_audit(event_type="audit.read", tenant_id=tenant_id)
-    note_audit_detail(filters=query.filters(), cursor=query.cursor, limit=query.limit)
+    ctx.audit.tenant_id = tenant_id
+    ctx.audit.details.update(filters=query.filters(), cursor=query.cursor, limit=query.limit)
     found = query_records(
         session,
         AuditFilter(
@@ -150,16 +136,14 @@ def records() -> ResponseReturnValue:
             limit=query.limit,
         ),
     )
-    note_audit_detail(returned=len(found))
+    ctx.audit.details["returned"] = len(found)
     next_cursor = found[-1]["seq"] if len(found) == query.limit else None
     return jsonify({"records": found, "next_cursor": next_cursor})
 
 
-@require_scope("audit:read")
-def export(fmt: str) -> Response:
+def export(ctx: RequestContext, query: RecordsQuery, fmt: str) -> Response:
     """A streamed export of a time range (`Accept: application/x-ndjson` or `text/csv`)."""
-    note_audit(event_type="audit.export")
-    query = parse_query_args(RecordsQuery)
+    ctx.audit.event_type = "audit.export"
     unsupported = query.model_dump(exclude_none=True, exclude={"since", "until", "limit"})
     problems = [{"field": name, "reason": "missing"} for name in ("since", "until")]
     problems = [p for p in problems if getattr(query, p["field"]) is None]
@@ -174,8 +158,10 @@ def export(fmt: str) -> Response:
         )
     assert query.since is not None
     assert query.until is not None
-    note_audit_detail(since=query.since.isoformat(), until=query.until.isoformat(), format=fmt)
-    runtime = get_runtime()
+    ctx.audit.details.update(
+        since=query.since.isoformat(), until=query.until.isoformat(), format=fmt
+    )
+    runtime = ctx.runtime
     lines = _export_lines(
         runtime.sessions, fmt, query.since, query.until, runtime.audit_config.public_keys()
     )
@@ -206,19 +192,15 @@ def _export_lines(
 
 
 @bp.get("/verify")
-@documented(query=TimeRange, resp=SpecResponse(**ERRORS), tags=TAGS)
-@require_scope("audit:read")
-def verify() -> ResponseReturnValue:
+@endpoint(
+    "audit.verify", scope="audit:read", query=TimeRange, responses=SpecResponse(**ERRORS), tags=TAGS
+)
+def verify(ctx: RequestContext, query: TimeRange) -> ResponseReturnValue:
     """Recompute the chain and checkpoints (all, or a time range); the report says what failed."""
-    query = parse_query_args(TimeRange)
     report = verify_database(
-        db_session(),
-        get_runtime().audit_config.public_keys(),
-        since=query.since,
-        until=query.until,
+        ctx.db(), ctx.runtime.audit_config.public_keys(), since=query.since, until=query.until
     )
-    note_audit(event_type="audit.verify")
-    note_audit_detail(
+    ctx.audit.details.update(
         since=query.since and query.since.isoformat(),
         until=query.until and query.until.isoformat(),
         ok=report.ok,
@@ -230,25 +212,26 @@ def verify() -> ResponseReturnValue:
 
 
 @bp.get("/checkpoints")
-@documented(query=CheckpointsQuery, resp=SpecResponse(**ERRORS), tags=TAGS)
-@require_scope("audit:read")
-def checkpoints() -> ResponseReturnValue:
+@endpoint(
+    "audit.read",
+    scope="audit:read",
+    query=CheckpointsQuery,
+    responses=SpecResponse(**ERRORS),
+    tags=TAGS,
+)
+def checkpoints(ctx: RequestContext, query: CheckpointsQuery) -> ResponseReturnValue:
     """Signed checkpoints and prune anchors, optionally those whose seq lies in a range."""
-    query = parse_query_args(CheckpointsQuery)
-    found = list_checkpoints(db_session(), first_seq=query.from_seq, last_seq=query.to_seq)
-    note_audit(event_type="audit.read")
-    note_audit_detail(resource="checkpoints", returned=len(found))
+    found = list_checkpoints(ctx.db(), first_seq=query.from_seq, last_seq=query.to_seq)
+    ctx.audit.details.update(resource="checkpoints", returned=len(found))
     return jsonify({"checkpoints": found})
 
 
 @bp.get("/public-key")
-@documented(resp=SpecResponse(**ERRORS), tags=TAGS)
-@require_scope("audit:read")
-def public_key() -> ResponseReturnValue:
+@endpoint("audit.read", scope="audit:read", responses=SpecResponse(**ERRORS), tags=TAGS)
+def public_key(ctx: RequestContext) -> ResponseReturnValue:
     """The Ed25519 public key checkpoints are signed with (PEM), to verify exports offline."""
-    signer = get_runtime().audit_config.signer
-    note_audit(event_type="audit.read")
-    note_audit_detail(resource="public_key")
+    signer = ctx.runtime.audit_config.signer
+    ctx.audit.details["resource"] = "public_key"
     return jsonify(
         {"algorithm": "Ed25519", "key_id": signer.key_id, "public_key": signer.public_pem()}
     )

@@ -15,50 +15,47 @@ from joserfc.jwk import ECKey
 
 from auth.principal import ROLE_SCOPES
 from auth.signing_keys import published_keys
-from gateway.access_tokens import introspect_token
-from gateway.audit_notes import note_audit
-from gateway.caller import require_scope, resolve_caller
-from gateway.oauth_server import CLIENT_AUTH_METHODS, get_authorization_server
-from gateway.runtime import db_session, get_runtime
+from gateway.api.oauth_server import CLIENT_AUTH_METHODS, get_authorization_server
+from gateway.context import RequestContext
+from gateway.pipeline import endpoint
+from gateway.pipeline.tokens import introspect_token
 
 bp = Blueprint("oauth", __name__)
+TAGS = ["oauth"]
 # Public keys change only on rotation, and a new key is published before it signs anything.
 JWKS_MAX_AGE_SECONDS = 60
 
 
 @bp.post("/oauth/token")
-def issue_token() -> ResponseReturnValue:
+@endpoint("token.issue", scope=None, tags=TAGS)
+def issue_token(ctx: RequestContext) -> ResponseReturnValue:
     """Client credentials grant: a signed RFC 9068 access token, or an RFC 6749 error."""
-    note_audit(event_type="token.issue")
-    response = get_authorization_server().create_token_response()
-    return _finish(response)
+    return _finish(ctx, get_authorization_server().create_token_response())
 
 
 @bp.post("/oauth/revoke")
-def revoke_token() -> ResponseReturnValue:
+@endpoint("token.revoke", scope=None, tags=TAGS)
+def revoke_token(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 7009: the client revokes one of its tokens; 200 whatever the token was."""
-    note_audit(event_type="token.revoke")
-    response = get_authorization_server().create_endpoint_response("revocation")
-    return _finish(response)
+    return _finish(ctx, get_authorization_server().create_endpoint_response("revocation"))
 
 
 @bp.post("/oauth/introspect")
-@require_scope("admin")
-def introspect() -> ResponseReturnValue:
+@endpoint("token.introspect", scope="admin", tags=TAGS)
+def introspect(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 7662 for admins: whether a token would be accepted now, and its claims if so."""
-    note_audit(event_type="token.introspect")
-    resolve_caller()
     return jsonify(introspect_token(request.form.get("token", "")))
 
 
 @bp.get("/.well-known/jwks.json")
-def jwks() -> ResponseReturnValue:
+@endpoint("http.request", scope=None, tags=TAGS)
+def jwks(ctx: RequestContext) -> ResponseReturnValue:
     """The public keys that verify tokens: the signing key and retired ones still in use."""
     keys = [
         ECKey.import_key(
             key.public_pem, {"kid": key.kid, "alg": key.algorithm, "use": "sig"}
         ).as_dict(private=False)
-        for key in published_keys(db_session())
+        for key in published_keys(ctx.db())
     ]
     response = jsonify({"keys": keys})
     response.cache_control.max_age = JWKS_MAX_AGE_SECONDS
@@ -67,9 +64,10 @@ def jwks() -> ResponseReturnValue:
 
 
 @bp.get("/.well-known/oauth-authorization-server")
-def metadata() -> ResponseReturnValue:
+@endpoint("http.request", scope=None, tags=TAGS)
+def metadata(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 8414 authorisation server metadata."""
-    settings = get_runtime().settings
+    settings = ctx.runtime.settings
     document: dict[str, Any] = {
         "issuer": settings.oauth_issuer,
         "token_endpoint": url_for("oauth.issue_token", _external=True),
@@ -87,11 +85,11 @@ def metadata() -> ResponseReturnValue:
     return jsonify(document)
 
 
-def _finish(response: Response) -> Response:
+def _finish(ctx: RequestContext, response: Response) -> Response:
     """Commit what the endpoint wrote (a first signing key, a denylist entry); note failures."""
     if response.status_code >= 400:
         error = (response.get_json(silent=True) or {}).get("error")
-        note_audit(reason_code=str(error or "invalid_request"))
-    db_session().commit()
+        ctx.audit.reason_code = str(error or "invalid_request")
+    ctx.db().commit()
     response.headers["Cache-Control"] = "no-store"
     return response

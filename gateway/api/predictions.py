@@ -1,4 +1,4 @@
-"""POST /v1/predict: the caller's tenant's model, and nothing else."""
+"""POST /v1/predict and GET /v1/model: the caller's tenant's model, and nothing else."""
 
 from __future__ import annotations
 
@@ -8,40 +8,35 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from spectree import Response
 
-from auth.tenants import get_assignment
-from gateway.audit_notes import note_audit
-from gateway.bodies import parse_json_body
-from gateway.caller import require_scope, resolve_caller
-from gateway.extensions import documented
-from gateway.request_id import current_request_id
-from gateway.runtime import db_session, get_runtime
-from gateway.schemas import PredictRequest, PredictResponse, Problem
+from gateway.context import RequestContext
+from gateway.pipeline import endpoint
+from gateway.presenters import assigned_model_json
+from gateway.schemas import ModelInfo, PredictRequest, PredictResponse, Problem
 from models.serving import predict_records
 
 bp = Blueprint("predictions", __name__)
-
-ERROR_RESPONSES: dict[str, Any] = {
-    f"HTTP_{status}": Problem for status in (400, 401, 403, 413, 415, 422, 429, 503)
+TAGS = ["predictions"]
+ERRORS: dict[str, Any] = {
+    f"HTTP_{s}": Problem for s in (400, 401, 403, 409, 413, 415, 422, 429, 503)
 }
 
 
 @bp.post("/v1/predict")
-@documented(
-    json=PredictRequest,
-    resp=Response(HTTP_200=PredictResponse, **ERROR_RESPONSES),
-    tags=["predictions"],
+@endpoint(
+    "predict",
+    scope="predict",
+    body=PredictRequest,
+    limited=True,
+    cost=PredictRequest.cost,
+    responses=Response(HTTP_200=PredictResponse, **ERRORS),
+    tags=TAGS,
 )
-@require_scope("predict")
-def predict() -> ResponseReturnValue:
+def predict(ctx: RequestContext, body: PredictRequest) -> ResponseReturnValue:
     """Predict one record or a batch with the model assigned to the caller's tenant."""
-    principal = resolve_caller()
-    body = parse_json_body(PredictRequest)
-    session = db_session()
-    assert principal.tenant_id is not None
-    model_name, model_version = get_assignment(session, tenant_id=principal.tenant_id)
-    runtime = get_runtime()
+    runtime = ctx.runtime
+    model_name, model_version = runtime.directory.tenant(ctx.tenant_id()).assignment()
     served = predict_records(
-        session,
+        runtime.catalog,
         runtime.model_cache,
         model_name=model_name,
         model_version=model_version,
@@ -50,17 +45,25 @@ def predict() -> ResponseReturnValue:
         probabilities=body.return_probabilities,
         max_batch=runtime.settings.max_batch,
     )
-    note_audit(
+    ctx.audit.prediction(
         model_name=served.model.name,
         model_version=served.model.version,
-        model_sha256=served.model.artifact_sha256,
+        sha256=served.model.artifact_sha256,
         rows=served.rows,
     )
-    answer: dict[str, Any] = {
-        "predictions": served.prediction.predictions,
-        "model": {"name": served.model.name, "version": served.model.version},
-        "request_id": current_request_id(),
-    }
-    if served.prediction.probabilities is not None:
-        answer["probabilities"] = served.prediction.probabilities
-    return jsonify(answer)
+    return jsonify(PredictResponse.of(served, request_id=ctx.request_id))
+
+
+@bp.get("/v1/model")
+@endpoint(
+    "model.read",
+    scope="model:read",
+    limited=True,
+    responses=Response(HTTP_200=ModelInfo, **ERRORS),
+    tags=TAGS,
+)
+def assigned_model(ctx: RequestContext) -> ResponseReturnValue:
+    """The assigned model's name, version, task, feature schema and classes."""
+    runtime = ctx.runtime
+    model_name, model_version = runtime.directory.tenant(ctx.tenant_id()).assignment()
+    return jsonify(assigned_model_json(runtime.catalog.version(model_name, model_version)))

@@ -15,6 +15,7 @@ from auth.clients import (
 from auth.principal import ROLE_SCOPES
 from auth.tenants import get_tenant
 from gateway.cli.context import AdminAct, CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.presenters import client_json, issued_client_json
 
 
 @click.group()
@@ -22,22 +23,9 @@ def clients() -> None:
     """OAuth2 clients: they get access tokens at POST /oauth/token."""
 
 
-def client_json(client: OAuthClient) -> dict[str, object]:
-    """A client's public description (never its secret)."""
-    return {
-        "client_id": client.client_id,
-        "role": client.role,
-        "tenant": client.tenant_name,
-        "scopes": list(client.scopes),
-        "created_at": client.created_at,
-        "created_by": client.created_by,
-        "revoked_at": client.revoked_at,
-    }
-
-
 def _echo_issued(issued: IssuedClient, as_json: bool) -> None:
     if as_json:
-        echo_json({"client_id": issued.client.client_id, "client_secret": issued.client_secret})
+        echo_json(issued_client_json(issued.client, issued.client_secret))
         return
     click.echo(f"client id:     {issued.client.client_id}  (role {issued.client.role})")
     click.echo(f"client secret: {issued.client_secret}")

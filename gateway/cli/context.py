@@ -23,6 +23,7 @@ from db.engine import create_db_engine, make_session_factory
 from db.migrations import DatabaseNotMigrated, ensure_at_head
 from models.artifacts import ArtifactStore
 from models.errors import ModelError
+from ratelimit.errors import RateLimitError
 
 
 class AuditReadError(Exception):
@@ -89,7 +90,7 @@ class CliContext:
                 act.session = session
                 yield act
                 self._record(session, event_type, act, outcome="success", reason=None)
-        except (AuthError, ModelError, AuditReadError) as exc:
+        except (AuthError, ModelError, RateLimitError, AuditReadError) as exc:
             with self.session() as session:
                 self._record(session, event_type, act, outcome="failure", reason=exc.code)
             raise
@@ -127,7 +128,14 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (AuthError, ModelError, SettingsError, DatabaseNotMigrated, AuditReadError) as exc:
+        except (
+            AuthError,
+            ModelError,
+            RateLimitError,
+            SettingsError,
+            DatabaseNotMigrated,
+            AuditReadError,
+        ) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper

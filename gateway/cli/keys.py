@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 
 import click
-from limits.errors import StorageError
 
 from auth.api_keys import (
-    ApiKey,
     IssuedKey,
     get_key,
     issue_key,
@@ -18,31 +16,20 @@ from auth.api_keys import (
     set_key_limit,
 )
 from auth.durations import parse_duration
-from auth.limits import POLICY_EXAMPLE
 from auth.tenants import get_tenant
-from auth.usage import WindowUsage, key_usage, open_counters
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.presenters import issued_key_json, key_json
+from gateway.usage import key_usage
+from ratelimit.counters import open_counters
+from ratelimit.errors import CounterStoreUnavailable
+from ratelimit.policy import POLICY_EXAMPLE
+from ratelimit.usage import WindowUsage
 
 
 @click.group()
 def keys() -> None:
     """Partner API keys."""
-
-
-def key_json(key: ApiKey) -> dict[str, object]:
-    """A key's public description (never its secret)."""
-    return {
-        "key_id": key.key_id,
-        "tenant": key.tenant_name,
-        "label": key.label,
-        "state": key.state(utcnow()),
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "last_used_at": key.last_used_at,
-        "revoked_at": key.revoked_at,
-        "rate_limit": key.rate_limit,
-    }
 
 
 def policy_argument(policy: str) -> str | None:
@@ -52,7 +39,7 @@ def policy_argument(policy: str) -> str | None:
 
 def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
     if as_json:
-        echo_json({**key_json(issued.key), "api_key": issued.api_key})
+        echo_json(issued_key_json(issued.key, issued.api_key))
         return
     click.echo(f"key id:  {issued.key.key_id}  (tenant {issued.key.tenant_name})")
     click.echo(f"api key: {issued.api_key}")
@@ -203,21 +190,16 @@ def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
             "is not set), so no command can read them; set PREDGATE_REDIS_URL"
         )
     counters = open_counters(
-        settings.ratelimit_storage_uri,
+        settings.redis_url,
         settings.ratelimit_strategy,
-        settings.ratelimit_storage_options(),
+        key_prefix=settings.ratelimit_key_prefix,
+        redis_options=settings.redis_options(),
     )
     with cli.act("key.usage", key_id=key_id) as act:
         act.tenant_id = get_tenant(act.session, get_key(act.session, key_id).tenant_name).id
         try:
-            usage = key_usage(
-                act.session,
-                counters,
-                key_id,
-                default_policy=settings.default_rate_limit,
-                key_prefix=settings.ratelimit_key_prefix,
-            )
-        except StorageError:
+            usage = key_usage(act.session, counters, settings, key_id)
+        except CounterStoreUnavailable:
             raise click.ClickException(
                 "the rate-limit store (PREDGATE_REDIS_URL) is unreachable"
             ) from None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.presenters import model_json
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
 from models.training import train_model
 
@@ -16,14 +16,6 @@ from models.training import train_model
 @click.group()
 def models() -> None:
     """The model registry."""
-
-
-def model_summary(meta: ModelVersion) -> dict[str, Any]:
-    """A model version as JSON-ready values."""
-    summary = asdict(meta)
-    summary["features"] = list(meta.features)
-    summary["classes"] = list(meta.classes) if meta.classes is not None else None
-    return summary
 
 
 def _registration_details(meta: ModelVersion) -> dict[str, Any]:
@@ -67,7 +59,7 @@ def models_register(
         )
         act.details.update(_registration_details(meta))
     if as_json:
-        echo_json(model_summary(meta))
+        echo_json(model_json(meta))
     else:
         _echo_registered(meta)
 
@@ -81,7 +73,7 @@ def models_list(cli: CliContext, as_json: bool) -> None:
     with cli.session() as session:
         versions = list_models(session)
     if as_json:
-        echo_json([model_summary(m) for m in versions])
+        echo_json([model_json(m) for m in versions])
         return
     echo_table(
         ["model", "task", "runtime", "features", "sha256", "registered"],
@@ -100,7 +92,7 @@ def models_show(cli: CliContext, ref: str) -> None:
     """Show NAME (latest version) or NAME@VERSION as JSON."""
     name, version = parse_model_ref(ref)
     with cli.session() as session:
-        echo_json(model_summary(get_model(session, name, version)))
+        echo_json(model_json(get_model(session, name, version)))
 
 
 @models.command("train")
@@ -145,7 +137,7 @@ def models_train(
         )
         act.details.update(_registration_details(result.model_version))
     if as_json:
-        echo_json({**model_summary(result.model_version), "rows_used": result.rows_used})
+        echo_json({**model_json(result.model_version), "rows_used": result.rows_used})
         return
     _echo_registered(result.model_version)
     for metric, value in result.metrics.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from auth.tenants import (
-    Tenant,
     assign_model,
     create_tenant,
     list_tenants,
@@ -14,22 +13,13 @@ from auth.tenants import (
 )
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.cli.keys import policy_argument
+from gateway.presenters import tenant_json
 from models.registry import parse_model_ref
 
 
 @click.group()
 def tenants() -> None:
     """Partner tenants."""
-
-
-def _tenant_json(tenant: Tenant) -> dict[str, object]:
-    return {
-        "tenant": tenant.name,
-        "status": tenant.status,
-        "model": tenant.model_ref,
-        "created_at": tenant.created_at,
-        "rate_limit": tenant.rate_limit,
-    }
 
 
 @tenants.command("create")
@@ -43,7 +33,7 @@ def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
         tenant = create_tenant(act.session, name=name)
         act.tenant_id = tenant.id
     if as_json:
-        echo_json(_tenant_json(tenant))
+        echo_json(tenant_json(tenant))
     else:
         click.echo(f"created tenant {tenant.name}")
 
@@ -57,7 +47,7 @@ def tenants_list(cli: CliContext, as_json: bool) -> None:
     with cli.session() as session:
         rows = list_tenants(session)
     if as_json:
-        echo_json([_tenant_json(t) for t in rows])
+        echo_json([tenant_json(t) for t in rows])
         return
     echo_table(
         ["tenant", "status", "model", "created", "rate limit"],

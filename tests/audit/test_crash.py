@@ -46,7 +46,7 @@ def _wait_ready(base: str, deadline: float) -> None:
         try:
             if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still booting
             pass
         time.sleep(0.1)
     raise AssertionError("server did not start")
@@ -102,7 +102,7 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
 
     kills = 0
     try:
-        _wait_ready(base, time.monotonic() + 30)
+        _wait_ready(base, time.monotonic() + 60)
         clients = [threading.Thread(target=load) for _ in range(CLIENTS)]
         for client in clients:
             client.start()

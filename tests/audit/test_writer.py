@@ -31,8 +31,8 @@ def test_concurrent_writers_share_one_chain(
     def produce(writer: GroupCommitWriter, index: int) -> None:
         for number in range(EVENTS_PER_THREAD):
             request_id = f"w{index}-{number}"
-            writer.record(make_event(0, request_id=request_id))
-            # record() has returned: the row must already be visible to anyone.
+            writer.commit(make_event(0, request_id=request_id))
+            # commit() has returned: the row must already be visible to anyone.
             with engine.connect() as connection:
                 found = connection.execute(
                     text("SELECT count(*) FROM audit_records WHERE request_id = :r"),

@@ -1,5 +1,5 @@
 """Rate-limit settings: defaults, normalized policies, errors that name the variable, and the
-RATELIMIT_* keys flask-limiter reads."""
+counters each configuration builds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings, SettingsError
+from gateway.runtime import build_runtime
+from ratelimit.counters import MemoryCounters, RedisCounters
 
 
 def test_defaults_count_in_memory_and_refuse_when_the_store_fails(tmp_path: Path) -> None:
@@ -15,14 +17,15 @@ def test_defaults_count_in_memory_and_refuse_when_the_store_fails(tmp_path: Path
     assert settings.default_rate_limit == "600/minute;100000/day"
     assert settings.unauthenticated_rate_limit == "30/minute"
     assert settings.redis_url is None
-    config = settings.flask_config()
-    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
-    assert config["RATELIMIT_STRATEGY"] == "moving-window"
-    assert config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is False
-    assert config["RATELIMIT_HEADERS_ENABLED"] is False  # predgate writes its own
+    assert settings.ratelimit_strategy == "moving-window"
+    assert settings.ratelimit_on_store_failure == "closed"
+    limiter = build_runtime(settings).limiter
+    assert limiter is not None
+    assert isinstance(limiter.store, MemoryCounters)
+    assert limiter.on_store_failure == "closed"
 
 
-def test_redis_and_failure_mode_reach_flask_limiter(tmp_path: Path) -> None:
+def test_redis_strategy_and_failure_mode_reach_the_limiter(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
             "PREDGATE_DATA_DIR": str(tmp_path),
@@ -33,12 +36,15 @@ def test_redis_and_failure_mode_reach_flask_limiter(tmp_path: Path) -> None:
             "PREDGATE_RATELIMIT_KEY_PREFIX": "eu-1",
         }
     )
-    config = settings.flask_config()
-    assert config["RATELIMIT_STORAGE_URI"] == "redis://:secret@10.0.0.5:6379/2"
-    assert config["RATELIMIT_STORAGE_OPTIONS"]["socket_timeout"] == 1.0
-    assert config["RATELIMIT_STRATEGY"] == "sliding-window-counter"
-    assert config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is True
-    assert config["RATELIMIT_KEY_PREFIX"] == "eu-1"
+    limiter = build_runtime(settings).limiter  # connects to nothing until it counts
+    assert limiter is not None
+    assert isinstance(limiter.store, RedisCounters)
+    connection = limiter.store.client.connection_pool.connection_kwargs
+    assert (connection["host"], connection["port"], connection["db"]) == ("10.0.0.5", 6379, 2)
+    assert connection["socket_timeout"] == 1.0
+    assert limiter.store.strategy == "sliding-window-counter"
+    assert limiter.store.key_prefix == "eu-1"
+    assert limiter.on_store_failure == "local"
     assert settings.default_rate_limit == "100/minute;5000/day"
     assert "secret" not in repr(settings)
 

@@ -373,7 +373,7 @@ def test_change_and_record_commit_together(
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr("gateway.admin_acts.record_event", refuse)
+    monkeypatch.setattr("gateway.api.acts.record_event", refuse)
     response = client.post("/admin/v1/tenants", json={"name": "initech"}, headers=admin)
     assert response.status_code == 500
     assert "audit store" not in response.get_data(as_text=True)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from audit.events import RECORD_FIELDS
 from audit.query import AuditFilter, query_records
 from audit.writer import AuditUnavailable
+from gateway.runtime import get_runtime
 from tests.conftest import HOUSE, World, bearer
 
 ALWAYS_SET = (
@@ -99,7 +100,6 @@ def test_prediction_record_has_every_field(client: FlaskClient, world: World, se
             "predict",
             "payload_too_large",
         ),
-        ("GET", "/healthz", None, {}, 200, "health.check", None),
         ("GET", "/openapi.json", None, {}, 200, "docs.read", None),
     ],
 )
@@ -169,7 +169,7 @@ def test_no_audit_no_answer(client: FlaskClient, world: World, app, monkeypatch)
     def refuse(_event):
         raise AuditUnavailable("store down")
 
-    monkeypatch.setattr(get_runtime(app).audit_sink, "record", refuse)
+    monkeypatch.setattr(get_runtime(app).audit_sink, "commit", refuse)
     response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
     assert response.status_code == 503
     assert response.get_json()["code"] == "audit_unavailable"
@@ -195,15 +195,22 @@ def test_store_failure_answers_503_and_counts(settings, world: World, tmp_path, 
     unwritable.dispose()
 
 
-def test_health_checks_can_be_excluded(settings, world: World, session, make_app) -> None:
+def test_probes_are_not_audited_unless_configured(
+    settings, world: World, session, client: FlaskClient, make_app
+) -> None:
     from dataclasses import replace
 
-    app = make_app(replace(settings, audit_health_checks=False))
-    response = app.test_client().get("/healthz")
+    response = client.get("/healthz")
     assert response.status_code == 200
+    assert query_records(session, AuditFilter(request_id=response.headers["X-Request-ID"])) == []
+
+    app = make_app(replace(settings, audit_health_checks=True))
+    probed = app.test_client().get("/readyz")
+    # Recorded without the probe waiting for it: liveness never depends on the database.
+    get_runtime(app).audit_sink.close()
     session.rollback()
-    found = query_records(session, AuditFilter(request_id=response.headers["X-Request-ID"]))
-    assert found == []
+    record = record_for(session, probed)
+    assert (record["event_type"], record["http_status"]) == ("health.check", probed.status_code)
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(
@@ -211,11 +218,11 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(
 ) -> None:
     from dataclasses import replace
 
-    spoofed = client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    spoofed = client.get("/openapi.json", headers={"X-Forwarded-For": "203.0.113.9"})
     assert record_for(session, spoofed)["source_ip"] == "127.0.0.1"
     proxied_app = make_app(replace(settings, trusted_proxies=("127.0.0.0/8",)))
     proxied = proxied_app.test_client().get(
-        "/healthz", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9, 127.0.0.2"}
+        "/openapi.json", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9, 127.0.0.2"}
     )
     assert record_for(session, proxied)["source_ip"] == "203.0.113.9"
 

@@ -7,11 +7,14 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from auth.api_keys import issue_key, revoke_key, rotate_key
+from auth.tables import ApiKeyRow
 from auth.tenants import set_tenant_status
 from db.base import utcnow
+from db.changes import read_generation
+from gateway.runtime import get_runtime
 from tests.conftest import HOUSE, World, bearer
 from tests.gateway.test_errors import assert_problem
 
@@ -73,10 +76,9 @@ def test_expired_key_is_refused(client: FlaskClient, world: World, session, sett
     )
     session.commit()
     assert client.post("/v1/predict", json=HOUSE, headers=bearer(issued.api_key)).status_code == 200
-    session.execute(
-        text("UPDATE api_keys SET expires_at = :past WHERE key_id = :id"),
-        {"past": utcnow() - timedelta(seconds=1), "id": issued.key.key_id},
-    )
+    # Through the ORM, as every predgate change is made: the flush announces it to the caches.
+    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == issued.key.key_id))
+    row.expires_at = utcnow() - timedelta(seconds=1)
     session.commit()
     assert_problem(
         client.post("/v1/predict", json=HOUSE, headers=bearer(issued.api_key)), 401, "expired_key"
@@ -133,9 +135,20 @@ def test_key_in_query_string_is_refused_and_not_logged(
     assert secret not in response.get_data(as_text=True)
 
 
-def test_last_used_is_recorded(client: FlaskClient, world: World, session) -> None:
+def test_last_used_is_recorded_in_batches_outside_the_request(
+    client: FlaskClient, world: World, session, engine
+) -> None:
+    generation = read_generation(engine)
     client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
-    used = session.execute(
-        text("SELECT last_used_at FROM api_keys WHERE key_id = :id"), {"id": world.acme_key_id}
-    ).scalar_one()
-    assert used is not None
+
+    def last_used():
+        return session.execute(
+            text("SELECT last_used_at FROM api_keys WHERE key_id = :id"), {"id": world.acme_key_id}
+        ).scalar_one()
+
+    assert last_used() is None  # authenticating commits nothing
+    get_runtime(client.application).housekeeping.flush_key_use()
+    session.rollback()
+    assert last_used() is not None
+    # Marking use is not a change any cache depends on: no worker drops its caches for it.
+    assert read_generation(engine) == generation

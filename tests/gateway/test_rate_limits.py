@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from limits.storage import MemoryStorage, RedisStorage
 from sqlalchemy.orm import Session
 
 from auth.api_keys import issue_key, rotate_key, set_key_limit
 from auth.tenants import set_tenant_limit
 from config import Settings
-from gateway.rate_limits import get_rate_limits
+from gateway.runtime import get_runtime
+from ratelimit.counters import MemoryCounters, RedisCounters
 from tests.conftest import HOUSE, IRIS, World, bearer
 from tests.gateway.conftest import LimitedApp
 from tests.gateway.test_audit_http import record_for
@@ -53,13 +53,14 @@ def key_limit(session: Session, key_id: str, policy: str | None) -> None:
 
 def counters(app: Flask) -> set[str]:
     """The names of every counter the app's store holds."""
-    state = get_rate_limits(app)
-    storage = state.limiter.storage
-    if isinstance(storage, MemoryStorage):
-        return set(storage.events) | set(storage.storage)
-    assert isinstance(storage, RedisStorage)
-    pattern = f"{storage.key_prefix}:LIMITER/{state.key_prefix}/*"
-    return {name.decode() for name in storage.get_connection().scan_iter(pattern)}
+    limiter = get_runtime(app).limiter
+    assert limiter is not None
+    store = limiter.store
+    if isinstance(store, MemoryCounters):
+        return store.keys()
+    assert isinstance(store, RedisCounters)
+    pattern = store.store_key(f"LIMITER/{store.key_prefix}/*")
+    return {name.decode() for name in store.client.scan_iter(pattern)}
 
 
 def test_headers_and_retry_after_are_exact(
@@ -241,16 +242,16 @@ def test_bad_credentials_are_limited_per_address_and_create_no_key_counters(
 def test_the_credential_is_verified_once_per_request(
     limited: LimitedApp, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.caller
+    import gateway.pipeline.caller
 
     calls = []
-    original = gateway.caller.authenticate_api_key
+    original = gateway.pipeline.caller.authenticate_api_key
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(gateway.caller, "authenticate_api_key", counting)
+    monkeypatch.setattr(gateway.pipeline.caller, "authenticate_api_key", counting)
     client = limited()
     assert post(client, world.acme_key).status_code == 200
     assert len(calls) == 1
@@ -269,7 +270,7 @@ def test_health_and_docs_are_not_limited(limited: LimitedApp, world: World, path
 
 
 def test_sliding_window_counter_strategy(
-    limited: LimitedApp, world: World, session: Session
+    limited: LimitedApp, world: World, session: Session, clock: Clock
 ) -> None:
     key_limit(session, world.acme_key_id, "2/minute")
     client = limited(ratelimit_strategy="sliding-window-counter")

@@ -15,11 +15,18 @@ from auth.api_keys import (
     authenticate_api_key,
     issue_key,
     key_limits,
+    load_key_credential,
     rotate_key,
     set_key_limit,
 )
-from auth.errors import InvalidArgument, KeyNotFound
-from auth.limits import (
+from auth.errors import KeyNotFound
+from auth.tenants import create_tenant, get_tenant, set_tenant_limit
+from config import Settings
+from db.base import utcnow
+from db.engine import create_db_engine
+from db.migrations import alembic_config
+from ratelimit.errors import InvalidPolicy
+from ratelimit.policy import (
     KeyLimits,
     ScopedLimit,
     address_policy,
@@ -28,10 +35,6 @@ from auth.limits import (
     resolve_policy,
     window_name,
 )
-from auth.tenants import create_tenant, get_tenant, set_tenant_limit
-from config import Settings
-from db.engine import create_db_engine
-from db.migrations import alembic_config
 
 
 @pytest.mark.parametrize(
@@ -60,7 +63,7 @@ def test_policies_are_normalized(given: str, normalized: str) -> None:
     ],
 )
 def test_bad_policies_are_refused_with_a_reason(given: str, message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message):
+    with pytest.raises(InvalidPolicy, match=message):
         parse_policy(given)
 
 
@@ -114,7 +117,12 @@ def test_key_and_tenant_limits_are_stored_normalized(session: Session, settings:
     )
     assert issued.key.rate_limit == "5/second;1000/day"
     assert set_tenant_limit(session, "acme", policy="100/minute").rate_limit == "100/minute"
-    principal = authenticate_api_key(session, settings.secret_key, issued.api_key)
+    principal = authenticate_api_key(
+        issued.api_key,
+        server_secret=settings.secret_key,
+        credential_of=lambda key_id: load_key_credential(session, key_id),
+        now=utcnow(),
+    )
     assert principal.limits == KeyLimits(
         lineage_id=issued.key.key_id,
         tenant_id=get_tenant(session, "acme").id,
@@ -124,9 +132,9 @@ def test_key_and_tenant_limits_are_stored_normalized(session: Session, settings:
     assert set_key_limit(session, issued.key.key_id, policy=None).rate_limit is None
     assert set_tenant_limit(session, "acme", policy=None).rate_limit is None
     assert key_limits(session, issued.key.key_id).tenant_policy is None
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidPolicy):
         issue_key(session, settings.secret_key, tenant_name="acme", created_by="t", rate_limit="x")
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidPolicy):
         set_tenant_limit(session, "acme", policy="0/day")
     with pytest.raises(KeyNotFound):
         key_limits(session, "0000000000000000")

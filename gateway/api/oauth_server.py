@@ -23,9 +23,8 @@ from auth.clients import ClientGrant, client_grant, verify_client_secret
 from auth.signing_keys import active_private_key
 from auth.tokens import expiry_of, revoke_token
 from config import Settings
-from gateway.access_tokens import decode_access_token
-from gateway.audit_notes import note_audit, note_audit_detail
-from gateway.runtime import db_session, get_runtime
+from gateway.context import current_context
+from gateway.pipeline.tokens import decode_access_token
 
 EXTENSION_KEY = "predgate.oauth"
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -53,8 +52,9 @@ class Client(ClientMixin):  # type: ignore[misc]
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
+        ctx = current_context()
         return verify_client_secret(
-            db_session(), get_runtime().settings.secret_key, self.grant.client_id, client_secret
+            ctx.db(), ctx.runtime.settings.secret_key, self.grant.client_id, client_secret
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
@@ -92,7 +92,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         self.settings = settings
 
     def get_jwks(self) -> KeySet:
-        private = active_private_key(db_session(), self.settings.secret_key)
+        private = active_private_key(current_context().db(), self.settings.secret_key)
         return KeySet([ECKey.import_key(private.private_pem, {"kid": private.kid})])
 
     def get_audiences(self, client: Client, user: Any, scope: str) -> str:
@@ -135,23 +135,24 @@ class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
         self.check_params(request, client)
         claims = self.query_token(request.form["token"], request.form.get("token_type_hint"))
         if claims is None or claims.get("client_id") != client.get_client_id():
-            note_audit_detail(revoked=False)
+            current_context().audit.details["revoked"] = False
             return None  # unknown, invalid or another client's token: 200 and nothing happens
         return claims
 
     def revoke_token(self, token: dict[str, Any], request: Any) -> None:
+        ctx = current_context()
         revoke_token(
-            db_session(),
+            ctx.db(),
             issuer=str(token["iss"]),
             jti=str(token["jti"]),
             client_id=str(token["client_id"]),
             expires_at=expiry_of(token),
         )
-        note_audit_detail(revoked=True, jti=str(token["jti"]))
+        ctx.audit.details.update(revoked=True, jti=str(token["jti"]))
 
 
 def _query_client(client_id: str) -> Client | None:
-    grant = client_grant(db_session(), client_id)
+    grant = client_grant(current_context().db(), client_id)
     if grant is None or grant.revoked:
         return None
     return Client(grant)
@@ -161,13 +162,14 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
     """JWTs are self-contained: nothing to store; the audit record names the client."""
     client = request.client
     assert isinstance(client, Client)
-    note_audit(
+    audit = current_context().audit
+    audit.identify(
         principal_type="client",
         principal_id=client.grant.client_id,
         auth_method="client_secret",
         tenant_id=client.grant.tenant_id,
     )
-    note_audit_detail(scope=token.get("scope"), expires_in=token.get("expires_in"))
+    audit.details.update(scope=token.get("scope"), expires_in=token.get("expires_in"))
 
 
 def get_authorization_server(app: Flask | None = None) -> AuthorizationServer:

@@ -14,40 +14,42 @@ Which policies apply to a key (``resolve_policy``):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
 
-from auth.errors import InvalidArgument
+from ratelimit.errors import BatchTooLarge, InvalidPolicy
 
 MAX_POLICY_LENGTH = 200
-# flask-limiter stores a shared limit's counter under (key prefix, counter, scope); every partner
-# route uses this one scope, so POST /v1/predict and GET /v1/model spend from the same windows.
+# Counters are named (key prefix, counter, scope) as flask-limiter named its shared limits; every
+# partner route uses this one scope, so POST /v1/predict and GET /v1/model spend the same windows.
 COUNTER_SCOPE = "partner"
 POLICY_EXAMPLE = "100/minute;5000/day"
+log = logging.getLogger("predgate.ratelimit")
 
 
 @lru_cache(maxsize=512)
 def parse_policy(text: str) -> tuple[RateLimitItem, ...]:
-    """The windows of a policy such as `100/minute;5000/day`; InvalidArgument when malformed."""
+    """The windows of a policy such as `100/minute;5000/day`; InvalidPolicy when malformed."""
     if not text.strip() or len(text) > MAX_POLICY_LENGTH:
-        raise InvalidArgument(
+        raise InvalidPolicy(
             f"a rate-limit policy is 1-{MAX_POLICY_LENGTH} characters, e.g. {POLICY_EXAMPLE}"
         )
     try:
         windows = tuple(parse_many(text))
     except ValueError:
-        raise InvalidArgument(
+        raise InvalidPolicy(
             "a rate-limit policy is AMOUNT/PERIOD windows joined by ';' (PERIOD: second, minute, "
             f"hour, day, month or year, optionally with a multiple such as 10minutes), "
             f"e.g. {POLICY_EXAMPLE}"
         ) from None
     if any(window.amount < 1 for window in windows):
-        raise InvalidArgument("every window of a rate-limit policy admits at least 1 unit")
+        raise InvalidPolicy("every window of a rate-limit policy admits at least 1 unit")
     lengths = [window.get_expiry() for window in windows]
     if len(set(lengths)) != len(lengths):
-        raise InvalidArgument("a rate-limit policy names each window length once")
+        raise InvalidPolicy("a rate-limit policy names each window length once")
     return tuple(sorted(windows, key=lambda window: window.get_expiry()))
 
 
@@ -128,6 +130,49 @@ def address_policy(address: str, *, policy: str) -> LimitPolicy:
     return LimitPolicy((ScopedLimit("address", f"address:{address}", policy, "default"),))
 
 
-def counter_identifiers(key_prefix: str, counter: str) -> tuple[str, str, str]:
-    """The identifiers flask-limiter passes to `limits` for a shared partner limit."""
-    return (key_prefix, counter, COUNTER_SCOPE)
+def credential_policy(limits: KeyLimits | None, *, principal: str, default: str) -> LimitPolicy:
+    """The limits of a verified credential; one without limit columns (an admin or compliance
+    client) is counted on its own under the default policy."""
+    if limits is None:
+        return LimitPolicy((ScopedLimit("key", principal, default, "default"),))
+    resolved = resolve_policy(limits, default=default)
+    return LimitPolicy(tuple(_valid_or_default(scoped, default) for scoped in resolved.limits))
+
+
+def _valid_or_default(scoped: ScopedLimit, default: str) -> ScopedLimit:
+    # Stored policies are validated when set; a row edited by hand must not go unlimited.
+    try:
+        scoped.windows  # noqa: B018  (parses and validates)
+    except InvalidPolicy:
+        log.error("invalid stored rate-limit policy for %s; using the default", scoped.counter)
+        return ScopedLimit(scoped.scope, scoped.counter, default, "default")
+    return scoped
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """The limits one request is counted against, and what it costs."""
+
+    policy: LimitPolicy
+    cost: int
+
+
+def plan_request(policy: LimitPolicy, *, cost: int) -> RequestPlan:
+    """The request's plan; BatchTooLarge when a window could never admit its cost."""
+    for scoped in policy.limits:
+        for window in scoped.windows:
+            if cost > window.amount:
+                raise BatchTooLarge(
+                    f"This credential's rate limit admits at most {window.amount} rows per "
+                    f"{window_period(window)}; send smaller batches."
+                )
+    return RequestPlan(policy, cost)
+
+
+def counter_key(key_prefix: str, scoped: ScopedLimit, window: RateLimitItem) -> str:
+    """The store key of one window of one counter.
+
+    The name `limits` (flask-limiter's engine) gives the same window, so counters written before
+    predgate counted them itself keep their history.
+    """
+    return window.key_for(key_prefix, scoped.counter, COUNTER_SCOPE)

@@ -1,0 +1,82 @@
+"""The audit step: the request's record is committed before its response leaves ("no audit, no
+answer"). If it cannot be committed in time the client gets 503 ``audit_unavailable`` instead,
+and that 503 is what the record says once it can be written (same event id, so a record that
+was in doubt and committed after all is never joined by a second one)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from audit.digests import body_digest, tenant_digest_key
+from audit.draft import HttpExchange
+from audit.events import AuditEvent
+from audit.writer import AuditUnavailable
+from gateway.context import RequestContext
+from gateway.errors import AUDIT_UNAVAILABLE, problem_response
+from gateway.pipeline.client_address import client_address
+
+log = logging.getLogger("predgate.audit")
+
+
+def record_response(ctx: RequestContext, response: Response) -> Response:
+    """Commit this request's record, then return the response to send (503 if it failed)."""
+    runtime = ctx.runtime
+    if ctx.recorded_status is not None:
+        return response  # an administrative act committed it in the transaction of its change
+    probe = ctx.endpoint is not None and ctx.endpoint.probe
+    if probe:
+        # Liveness must not depend on the database: probe records are queued, never waited on.
+        if runtime.settings.audit_health_checks:
+            runtime.audit_sink.submit(request_event(ctx, response))
+        return response
+    try:
+        runtime.audit_sink.commit(request_event(ctx, response))
+    except AuditUnavailable:
+        log.error("request %s not answered: its audit record was not committed", ctx.request_id)
+        refused = problem_response(503, *AUDIT_UNAVAILABLE)
+        runtime.audit_sink.submit(request_event(ctx, refused))
+        return refused
+    return response
+
+
+def request_event(
+    ctx: RequestContext, response: Response | None, *, status: int | None = None
+) -> AuditEvent:
+    """The record of this request answered with `response` (or, for an administrative act
+    recorded before its response exists, with `status` and no response digest)."""
+    runtime = ctx.runtime
+    key = tenant_digest_key(runtime.settings.secret_key, ctx.audit.tenant_id)
+    exchange = HttpExchange(
+        request_id=ctx.request_id,
+        method=request.method,
+        route=request.url_rule.rule if request.url_rule is not None else None,
+        status=response.status_code if response is not None else status or 200,
+        source_ip=client_address(runtime.settings.trusted_proxies),
+        user_agent=request.headers.get("User-Agent"),
+        started_at=ctx.started_at,
+        duration_ms=ctx.elapsed_ms(),
+        request_digest=_request_digest(ctx, key),
+        response_digest=None
+        if response is None or response.is_streamed
+        else body_digest(key, response.get_data()),
+    )
+    return ctx.audit.to_event(
+        exchange, instance_id=runtime.settings.instance_id, process_id=os.getpid()
+    )
+
+
+def _request_digest(ctx: RequestContext, key: bytes) -> str | None:
+    limit = ctx.runtime.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return None  # refused unread (413); reading it now would defeat the limit
+    if ctx.endpoint is not None and ctx.endpoint.upload:
+        return None  # an upload (a model file) is not read again for a digest
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return None  # a chunked body past the limit: the request was refused unread
+    return body_digest(key, body) if body else None

@@ -1,0 +1,91 @@
+"""How tenants, keys, clients and model versions are shown: one JSON shape per resource, used by
+the admin API and by `predgate ... --json` alike. Never a secret or its hash."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from auth.api_keys import ApiKey
+from auth.clients import OAuthClient
+from auth.tenants import Tenant
+from db.base import utcnow
+from models.registry import ModelVersion
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601, or None."""
+    return value.isoformat() if value is not None else None
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    """A tenant: status, model assignment and rate limit."""
+    return {
+        "tenant": tenant.name,
+        "status": tenant.status,
+        "model": tenant.model_ref,
+        "created_at": iso(tenant.created_at),
+        "rate_limit": tenant.rate_limit,
+    }
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    """A key's public description."""
+    return {
+        "key_id": key.key_id,
+        "tenant": key.tenant_name,
+        "label": key.label,
+        "state": key.state(utcnow()),
+        "created_at": iso(key.created_at),
+        "created_by": key.created_by,
+        "expires_at": iso(key.expires_at),
+        "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
+        "replaced_by": key.replaced_by,
+        "rate_limit": key.rate_limit,
+    }
+
+
+def issued_key_json(key: ApiKey, api_key: str) -> dict[str, Any]:
+    """A newly issued key, with the full key: the only time it is shown."""
+    return {**key_json(key), "api_key": api_key}
+
+
+def client_json(client: OAuthClient) -> dict[str, Any]:
+    """An OAuth client's public description."""
+    return {
+        "client_id": client.client_id,
+        "role": client.role,
+        "tenant": client.tenant_name,
+        "scopes": list(client.scopes),
+        "created_at": iso(client.created_at),
+        "created_by": client.created_by,
+        "revoked_at": iso(client.revoked_at),
+    }
+
+
+def issued_client_json(client: OAuthClient, secret: str) -> dict[str, Any]:
+    """A client with its new secret: the only time it is shown."""
+    return {**client_json(client), "client_secret": secret}
+
+
+def model_json(meta: ModelVersion) -> dict[str, Any]:
+    """A registered model version."""
+    summary = asdict(meta)
+    summary["features"] = list(meta.features)
+    summary["classes"] = list(meta.classes) if meta.classes is not None else None
+    summary["registered_at"] = iso(meta.registered_at)
+    return summary
+
+
+def assigned_model_json(meta: ModelVersion) -> dict[str, Any]:
+    """What a partner is told about the model its tenant is served."""
+    return {
+        "name": meta.name,
+        "version": meta.version,
+        "task": meta.task,
+        "features": list(meta.features),
+        "classes": list(meta.classes) if meta.classes is not None else None,
+        "runtime": meta.runtime,
+    }
