@@ -48,6 +48,9 @@ from audit.signing import CheckpointSigner
 from audit.tables import AuditRecordRow
 
 log = logging.getLogger("predgate.audit")
+# A record nobody waits for (a 503's, a probe's) is sent again after a failure, this many times
+# at most: retries happen once per second while the store is down, so minutes of outage.
+MAX_SENDS = 600
 
 AUDIT_WRITE_FAILURES = Counter(
     "predgate_audit_write_failures_total",
@@ -111,6 +114,7 @@ class _Pending:
     event: AuditEvent
     waiter: bool
     in_doubt_until: float = 0.0  # monotonic; a waiter stops waiting for an in-flight batch then
+    attempts: int = 0  # sends so far of a record nobody waits for
     state: _State = _State.QUEUED
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -127,7 +131,7 @@ class GroupCommitWriter:
         wait_seconds: float = 5.0,
         in_doubt_seconds: float = 30.0,
         stall_seconds: float = 1.0,
-        max_batch: int = 500,
+        max_batch: int = 100,
         max_waiters_per_batch: int = 4,
         backlog_limit: int = 10_000,
         tick_seconds: float = 1.0,
@@ -294,15 +298,17 @@ class GroupCommitWriter:
                 self._requeue(batch, taken)
                 return
             except AppendExpired:
+                self._set_down(False)  # the database answered, late
                 self._finish(batch, committed=set())
                 return
             except Exception as exc:
                 log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
+                self._set_down(True)  # new requests fail fast until a write succeeds
                 if not _in_doubt(exc, self._engine):
                     # The statement failed in the database: nothing of it committed.
                     self._drop_connection()
                     self._head_hint = None
-                    self._requeue([p for p in batch if not p.waiter], set(), retry=False)
+                    self._requeue([p for p in batch if not p.waiter], set())
                     self._finish([p for p in batch if p.waiter], committed=set())
                     return
                 # The connection failed mid-statement: it may have committed.
@@ -310,10 +316,12 @@ class GroupCommitWriter:
                 self._drop_connection()
                 self._head_hint = None
                 committed = self._resolve(batch, backend)
+                self._set_down(False)  # it answered the lookup
                 self._requeue([p for p in batch if not p.waiter], committed)
                 self._finish([p for p in batch if p.waiter], committed=committed)
                 return
             AUDIT_RECORDS.inc(len(batch))
+            self._set_down(False)
             self._finish(batch, committed={p.event.event_id for p in batch})
         finally:
             with self._lock:
@@ -358,17 +366,18 @@ class GroupCommitWriter:
 
     def _finish(self, batch: list[_Pending], *, committed: set[str]) -> None:
         with self._lock:
-            self._down = False  # the database answered
             for pending in batch:
                 ok = pending.event.event_id in committed
                 pending.state = _State.COMMITTED if ok else _State.FAILED
                 pending.done.set()
 
+    def _set_down(self, down: bool) -> None:
+        with self._lock:
+            self._down = down
+
     def _resolve(self, batch: list[_Pending], backend: int | None) -> set[str]:
         """Which of the batch's events committed, once the database answers again. The old
         session is ended first, so a statement it still holds cannot commit afterwards."""
-        with self._lock:
-            self._down = True
         while True:
             try:
                 with self._engine.connect() as connection:

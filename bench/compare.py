@@ -297,6 +297,7 @@ def _measure(
 ) -> report.Measurement:
     """One wrk run with CPU sampled right before and right after it."""
     pids = server.pids()
+    window_started = time.monotonic()
     machine_before = machine_seconds()
     gateway_before = tree_seconds(pids)
     postgres_before = backends.postgres.sample() if backends else {}
@@ -306,6 +307,7 @@ def _measure(
     postgres_after = backends.postgres.sample() if backends else {}
     gateway_after = tree_seconds(pids)
     machine_after = machine_seconds()
+    window = time.monotonic() - window_started
     # A restarted worker would take its CPU time with it: the run would not count.
     if server.pids() != pids or gateway_after.keys() != gateway_before.keys():
         raise RuntimeError(f"{target.variant}: server processes changed during the run")
@@ -324,6 +326,7 @@ def _measure(
         redis_cpu_seconds=redis_after - redis_before if backends else None,
         postgres_backends=backends.postgres.backends() if backends else None,
         machine_cpu_seconds=machine_after - machine_before,
+        window_seconds=window,
     )
 
 

@@ -31,6 +31,7 @@ class Measurement:
     redis_cpu_seconds: float | None
     postgres_backends: int | None  # the database's connections after the run
     machine_cpu_seconds: float  # every process on the machine, this benchmark's and others'
+    window_seconds: float  # wall time between the CPU samples around the run
 
     def cpu_ms(self, seconds: float | None) -> float | None:
         """CPU seconds of the whole run as milliseconds per request."""
@@ -56,7 +57,7 @@ COLUMNS: dict[str, Callable[[Measurement], float | None]] = {
 }
 # Summarised like the columns, used in the notes rather than the table.
 EXTRA: dict[str, Callable[[Measurement], float | None]] = {
-    "machine busy cores": lambda m: m.machine_cpu_seconds / m.seconds,
+    "machine busy cores": lambda m: m.machine_cpu_seconds / m.window_seconds,
 }
 
 
@@ -224,10 +225,11 @@ def write_chart(path: Path, rows: Sequence[Row]) -> None:
         widths = [row.medians[column] or 0.0 for row in rows]
         cpu.barh(positions, widths, left=left, color=colour, label=label)
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    for position, total in zip(positions, left, strict=True):
+    for position, end, row in zip(positions, left, rows, strict=True):
+        # The label is the table's total (median of each round's sum), the bar the parts' medians.
         cpu.annotate(
-            f"{total:.2f}",
-            (total, position),
+            f"{row.medians['total'] or 0.0:.2f}",
+            (end, position),
             xytext=(2, 0),
             textcoords="offset points",
             va="center",

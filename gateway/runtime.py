@@ -52,11 +52,13 @@ class Housekeeping:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._pid = os.getpid()
             self._stop = threading.Event()
-            self._watcher.poll()  # the first request starts from a confirmed generation
+            # The first requests wait here for a confirmed generation rather than find the
+            # caches untrusted; the pid is set last, so none of them slips past before it.
+            self._watcher.poll()
             if self._watcher.interval > 0:
                 threading.Thread(target=self._run, name="housekeeping", daemon=True).start()
+            self._pid = os.getpid()
 
     def run_once(self) -> None:
         """Poll and write key use now (tests, shutdown)."""

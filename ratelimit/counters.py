@@ -16,11 +16,9 @@ Refusing is all-or-nothing: a request one window refuses spends nothing in any w
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,14 +96,16 @@ def _windows(policy: LimitPolicy, key_prefix: str) -> list[_Window]:
 # --- the arithmetic both stores share -------------------------------------------------------
 
 
-def moving_usage(window: _Window, newest_first: Iterable[float], now: float) -> WindowUsage:
-    """A moving window's usage from its timestamps (newest first): units still inside it count,
-    and the oldest of them leaving is when a unit frees."""
-    inside = list(itertools.takewhile(lambda stamp: stamp >= now - window.seconds, newest_first))
-    inside = inside[: window.limit]
-    if not inside:
+def moving_usage(window: _Window, newest_first: deque[float], now: float) -> WindowUsage:
+    """A moving window's usage from its timestamps (newest first), dropping those that have
+    left it for good: units still inside it count, and the oldest of them leaving is when a
+    unit frees."""
+    while newest_first and newest_first[-1] < now - window.seconds:
+        newest_first.pop()
+    count = min(len(newest_first), window.limit)
+    if count == 0:
         return window.usage(0, now)
-    return window.usage(len(inside), inside[-1] + window.seconds)
+    return window.usage(count, newest_first[count - 1] + window.seconds)
 
 
 def sliding_counts(

@@ -38,6 +38,9 @@ SERVER_SETTINGS = {
     "synchronous_commit": "on",
     "full_page_writes": "on",
     "huge_pages": "off",
+    # Crash recovery first fsyncs every file of the cluster one by one (~1000 files: 2-3 s on a
+    # busy disk); one syncfs() of the filesystem is as durable and takes ~0.2 s.
+    "recovery_init_sync_method": "syncfs",
     "logging_collector": "off",
     "log_line_prefix": "'%m [%p] '",
 }
