@@ -7,6 +7,7 @@ seq numbers are gap-free and each record's prev_hash is the true previous hash.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from audit.events import AuditEvent, canonical_json, format_ts
+from audit.events import RECORD_FIELDS, AuditEvent, format_ts
 from audit.signing import CheckpointSigner
 from audit.tables import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 
@@ -45,52 +46,20 @@ class AppendExpired(RuntimeError):
     """The database received the append after its deadline and refused it: nothing committed."""
 
 
-# PostgreSQL: one statement, sent in autocommit mode, so a batch costs one round trip and the
-# head's row lock is held for that statement only. It moves the head, inserts the records and,
-# when due, the signed checkpoint, all only if the head is still where this writer believes it
-# is and the statement runs before its deadline (a database that was frozen past the answer's
-# deadline must not commit a record that contradicts it). Otherwise the head is rewritten with
-# its own values, which takes its row lock and returns its latest version: the writer re-chains
-# on that and tries again.
-_PG_OK = (
-    "(seq = :old_seq AND hash = :old_hash AND (CAST(:deadline AS timestamptz) IS NULL "
-    "OR statement_timestamp() < CAST(:deadline AS timestamptz)))"
+# PostgreSQL: one call of the audit_append() function (migration 0006), sent in autocommit mode,
+# so a batch costs one round trip. It takes the head's row lock, chains the records from their
+# templates (SHA-256 in the database, over the same text Python hashes), stores them and moves
+# the head, all in one statement: writers in several processes queue on the lock for the
+# length of that statement, and none ever has to chain again. A call the database receives
+# after its deadline appends nothing (a database frozen past the answer's deadline must not
+# commit a record that contradicts it).
+_PG_APPEND_DRIVER = (
+    "SELECT head_seq, head_hash, head_checkpoint_seq, head_checkpoint_at, appended "
+    "FROM audit_append(CAST(%(records)s AS json), CAST(%(deadline)s AS timestamptz))"
 )
-_PG_MOVED = "(SELECT seq FROM moved) = :new_seq AND (SELECT hash FROM moved) = :new_hash"
 _PG_APPEND = text(
-    f"""
-    WITH moved AS (
-        UPDATE audit_head SET
-            seq = CASE WHEN {_PG_OK} THEN :new_seq ELSE seq END,
-            hash = CASE WHEN {_PG_OK} THEN :new_hash ELSE hash END,
-            checkpoint_seq = CASE WHEN {_PG_OK} AND :checkpoint THEN :new_seq
-                ELSE checkpoint_seq END,
-            checkpoint_at = CASE WHEN {_PG_OK} AND :checkpoint
-                THEN CAST(:checkpoint_at AS timestamptz) ELSE checkpoint_at END
-        WHERE id = :head_id
-        RETURNING seq, hash, checkpoint_seq, checkpoint_at
-    ),
-    appended AS (
-        INSERT INTO audit_records
-        SELECT * FROM json_populate_recordset(NULL::audit_records, CAST(:rows AS json))
-        WHERE {_PG_MOVED}
-        RETURNING seq
-    ),
-    signed AS (
-        INSERT INTO audit_checkpoints (kind, seq, hash, ts, key_id, signature)
-        SELECT 'checkpoint', :new_seq, :new_hash, CAST(:checkpoint_at AS timestamptz),
-               :key_id, :signature
-        WHERE :checkpoint AND {_PG_MOVED}
-        RETURNING id
-    )
-    SELECT seq, hash, checkpoint_seq, checkpoint_at,
-           (SELECT count(*) FROM appended) AS appended,
-           (CAST(:deadline AS timestamptz) IS NULL
-            OR statement_timestamp() < CAST(:deadline AS timestamptz)) AS in_time
-    FROM moved
-    """  # noqa: S608  (no value is formatted in: only the constant condition above)
+    _PG_APPEND_DRIVER.replace("%(records)s", ":records").replace("%(deadline)s", ":deadline")
 )
-OPTIMISTIC_ATTEMPTS = 3
 
 
 def append_and_commit(
@@ -101,58 +70,41 @@ def append_and_commit(
     policy: CheckpointPolicy,
     head_hint: Head | None = None,
     deadline: datetime | None = None,
-) -> tuple[list[dict[str, Any]], Head]:
-    """Append events and commit them (the request writer's path).
+) -> Head:
+    """Append events and commit them (the request writer's path); returns the new head, which
+    the caller may pass back as `head_hint` (SQLite uses it to skip reading the head).
 
-    On PostgreSQL `connection` is in autocommit mode and the append is one statement, refused
-    with AppendExpired when the database runs it after `deadline`. Returns the records and the
-    new head, which the caller passes back as `head_hint`.
+    On PostgreSQL `connection` is in autocommit mode, the append is one round trip and
+    AppendExpired says the database received it after `deadline` and stored nothing. A
+    checkpoint that falls due is signed in a short transaction of its own.
     """
     if connection.dialect.name != "postgresql":
         with connection.begin():
             return _append_sqlite(connection, events, signer, policy, head_hint)
-    head = head_hint
-    for _attempt in range(OPTIMISTIC_ATTEMPTS):
-        if head is None:
-            head = read_head(connection)
-        records = _chain(events, head)
-        new_head = Head(
-            records[-1]["seq"], records[-1]["hash"], head.checkpoint_seq, head.checkpoint_at
-        )
-        now = datetime.now(UTC)
-        checkpoint = checkpoint_due(new_head, policy, now)
-        statement = checkpoint_statement(
-            "checkpoint", new_head.seq, new_head.hash, format_ts(now), signer.key_id
-        )
-        row = connection.execute(
-            _PG_APPEND,
-            {
-                "head_id": HEAD_ID,
-                "old_seq": head.seq,
-                "old_hash": head.hash,
-                "new_seq": new_head.seq,
-                "new_hash": new_head.hash,
-                "rows": canonical_json(records),
-                "deadline": deadline,
-                "checkpoint": checkpoint,
-                "checkpoint_at": now if checkpoint else None,
-                "key_id": signer.key_id,
-                "signature": signer.sign(statement) if checkpoint else "",
-            },
-        ).one()
-        current = Head(int(row[0]), str(row[1]), int(row[2]), _utc(row[3]))
-        if int(row[4]) == len(records):
-            return records, current
-        if not row[5]:
-            raise AppendExpired("the database received the append after its deadline")
-        head = current  # another writer appended first: chain onto its head and try again
-    # Another writer with a long queue can win every race: take the head's lock instead (two
-    # round trips, but this writer is certain to get through).
-    with connection.engine.begin() as locked:
-        records = append_events(locked, events, signer=signer, policy=policy)
-        if deadline is not None and datetime.now(UTC) >= deadline:
-            raise AppendExpired("the append reached the database after its deadline")
-        return records, read_head(locked)
+    head = _append_postgresql(connection, events, deadline)
+    if checkpoint_due(head, policy, datetime.now(UTC)):
+        with connection.engine.begin() as own:
+            checkpoint_locked_if_due(own, signer=signer, policy=policy)
+    return head
+
+
+def _append_postgresql(
+    executor: Executor, events: Sequence[AuditEvent], deadline: datetime | None
+) -> Head:
+    params = {
+        "records": json.dumps([event.chain_template() for event in events]),
+        "deadline": deadline,
+    }
+    if isinstance(executor, Connection):
+        # The request writer's path, once per batch: straight to psycopg, whose statement
+        # handling is all it needs.
+        driver = executor.connection.driver_connection
+        row = driver.execute(_PG_APPEND_DRIVER, params).fetchone()  # type: ignore[union-attr]
+    else:
+        row = executor.execute(_PG_APPEND, params).one()
+    if int(row[4]) != len(events):
+        raise AppendExpired("the database received the append after its deadline")
+    return Head(int(row[0]), str(row[1]), int(row[2]), _utc(row[3]))
 
 
 def _append_sqlite(
@@ -161,33 +113,45 @@ def _append_sqlite(
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
     hint: Head | None,
-) -> tuple[list[dict[str, Any]], Head]:
+) -> Head:
     # In the embedded default one process writes, so the head it wrote last is almost always
     # still the head: move it conditionally (which also takes the write lock) and skip reading
     # it. If anything else appended meanwhile, fall back to lock-and-read in this transaction.
+    # Plain DB-API calls: this runs for every batch, and SQLAlchemy's statement handling cost
+    # more than SQLite's own work.
     if hint is not None:
         records = _chain(events, hint)
-        moved = connection.execute(
-            update(AuditHeadRow)
-            .where(
-                AuditHeadRow.id == HEAD_ID,
-                AuditHeadRow.seq == hint.seq,
-                AuditHeadRow.hash == hint.hash,
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(
+            _SQLITE_MOVE_HEAD,
+            (records[-1]["seq"], records[-1]["hash"], HEAD_ID, hint.seq, hint.hash),
+        )
+        if cursor.rowcount == 1:
+            cursor.executemany(
+                _SQLITE_INSERT, [_sqlite_row(r, e) for r, e in zip(records, events, strict=True)]
             )
-            .values(seq=records[-1]["seq"], hash=records[-1]["hash"])
-        ).rowcount
-        if moved == 1:
-            rows = [{**r, "ts": e.ts} for r, e in zip(records, events, strict=True)]
-            connection.execute(insert(AuditRecordRow), rows)
             head = Head(
                 records[-1]["seq"], records[-1]["hash"], hint.checkpoint_seq, hint.checkpoint_at
             )
             if checkpoint_due(head, policy, datetime.now(UTC)):
                 checkpoint_locked_if_due(connection, signer=signer, policy=policy)
                 head = read_head(connection)
-            return records, head
-    records = append_events(connection, events, signer=signer, policy=policy)
-    return records, read_head(connection)
+            return head
+    append_events(connection, events, signer=signer, policy=policy)
+    return read_head(connection)
+
+
+_SQLITE_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = ? AND seq = ? AND hash = ?"
+_SQLITE_INSERT = (
+    f"INSERT INTO audit_records ({', '.join(RECORD_FIELDS)}) "  # noqa: S608 (constant names)
+    f"VALUES ({', '.join('?' for _ in RECORD_FIELDS)})"
+)
+
+
+def _sqlite_row(record: dict[str, Any], event: AuditEvent) -> tuple[Any, ...]:
+    # Timestamps as SQLAlchemy stores them on SQLite (naive UTC text), so queries match.
+    stored = {**record, "ts": event.ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")}
+    return tuple(stored[name] for name in RECORD_FIELDS)
 
 
 def _chain(events: Sequence[AuditEvent], head: Head) -> list[dict[str, Any]]:
@@ -207,22 +171,26 @@ def append_events(
     *,
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
-) -> list[dict[str, Any]]:
-    """Append events to the chain inside the caller's transaction; return the records."""
+) -> None:
+    """Append events to the chain inside the caller's transaction (an administrative act and
+    its record commit together)."""
     if not events:
-        return []
-    head = lock_head(session)
-    records = _chain(events, head)
-    rows = [{**record, "ts": event.ts} for record, event in zip(records, events, strict=True)]
-    seq, prev_hash = records[-1]["seq"], records[-1]["hash"]
-    session.execute(insert(AuditRecordRow), rows)
-    session.execute(
-        update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=prev_hash)
-    )
-    new_head = Head(seq, prev_hash, head.checkpoint_seq, head.checkpoint_at)
+        return
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
+        new_head = _append_postgresql(session, events, None)
+    else:
+        head = lock_head(session)
+        records = _chain(events, head)
+        rows = [{**record, "ts": event.ts} for record, event in zip(records, events, strict=True)]
+        seq, prev_hash = records[-1]["seq"], records[-1]["hash"]
+        session.execute(insert(AuditRecordRow), rows)
+        session.execute(
+            update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=prev_hash)
+        )
+        new_head = Head(seq, prev_hash, head.checkpoint_seq, head.checkpoint_at)
     if checkpoint_due(new_head, policy, datetime.now(UTC)):
-        write_checkpoint(session, new_head, signer=signer, kind="checkpoint")
-    return records
+        write_checkpoint(session, lock_head(session), signer=signer, kind="checkpoint")
 
 
 _HEAD_COLUMNS = (

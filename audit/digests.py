@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 
+@lru_cache(maxsize=1024)
 def tenant_digest_key(server_secret: bytes, tenant_id: int | None) -> bytes:
     """The HMAC key for one tenant's bodies (or for unauthenticated traffic)."""
     label = f"audit-digest:{tenant_id if tenant_id is not None else 'anonymous'}"

@@ -49,6 +49,8 @@ EVENT_TYPES = frozenset(
 )
 OUTCOMES = frozenset({"success", "failure", "error"})
 GENESIS_HASH = "0" * 64
+# Stands for the previous record's hash in a chain template (see AuditEvent.chain_template).
+TEMPLATE_PREV_HASH = "@prev@"
 
 # The fields a record commits to, in the order exports and CSV columns list them.
 RECORD_FIELDS = (
@@ -127,14 +129,28 @@ class AuditEvent:
 
     def to_record(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
         """The stored record for this event at a chain position, hash included."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = self._hashed_fields(seq=seq, prev_hash=prev_hash)
+        values["hash"] = record_hash(values)
+        return {name: values[name] for name in RECORD_FIELDS}
+
+    def chain_template(self) -> str:
+        """The canonical JSON of the hashed fields with the chain position left open: `seq`
+        is -1 and `prev_hash` is TEMPLATE_PREV_HASH. Filling both in gives exactly the text
+        whose SHA-256 is the record's hash (PostgreSQL's audit_append does it under the head
+        lock)."""
+        return canonical_json(self._hashed_fields(seq=-1, prev_hash=TEMPLATE_PREV_HASH))
+
+    def _hashed_fields(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in _EVENT_FIELDS}
         values["ts"] = format_ts(self.ts)
         values["duration_ms"] = None if self.duration_ms is None else round(self.duration_ms, 3)
         values["details"] = canonical_json(self.details) if self.details is not None else None
         values["seq"] = seq
         values["prev_hash"] = prev_hash
-        values["hash"] = record_hash(values)
-        return {name: values[name] for name in RECORD_FIELDS}
+        return {name: values[name] for name in RECORD_FIELDS if name != "hash"}
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
 
 
 def format_ts(ts: datetime) -> str:

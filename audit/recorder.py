@@ -82,9 +82,9 @@ def admin_event(
     )
 
 
-def record_event(session: Session, config: AuditConfig, event: AuditEvent) -> dict[str, Any]:
+def record_event(session: Session, config: AuditConfig, event: AuditEvent) -> None:
     """Append one event inside the caller's transaction: it commits with the act it records."""
-    return append_events(session, [event], signer=config.signer, policy=config.policy)[0]
+    append_events(session, [event], signer=config.signer, policy=config.policy)
 
 
 def verify_database(

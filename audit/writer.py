@@ -51,6 +51,7 @@ log = logging.getLogger("predgate.audit")
 # A record nobody waits for (a 503's, a probe's) is sent again after a failure, this many times
 # at most: retries happen once per second while the store is down, so minutes of outage.
 MAX_SENDS = 600
+RETRY_SECONDS = 1.0
 
 AUDIT_WRITE_FAILURES = Counter(
     "predgate_audit_write_failures_total",
@@ -154,6 +155,8 @@ class GroupCommitWriter:
         self._held: Connection | None = None
         self._head_hint: Head | None = None
         self._down = False  # the last attempt failed and none succeeded since
+        self._retry_at = 0.0
+        self._stop_by = float("inf")
         self._in_flight_since: float | None = None
         self.failures = 0
         self.dropped = 0
@@ -209,6 +212,7 @@ class GroupCommitWriter:
         if thread is not None and self._pid == os.getpid():
             with self._lock:
                 self._stopping = True
+                self._stop_by = time.monotonic() + self.wait_seconds
                 self._lock.notify()
             thread.join(timeout=self.wait_seconds + 5)
             if not thread.is_alive():
@@ -236,6 +240,7 @@ class GroupCommitWriter:
             self._head_hint = None
             self._down = False
             self._stopping = False
+            self._stop_by = float("inf")
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
@@ -251,13 +256,25 @@ class GroupCommitWriter:
                 self._tick()
 
     def _next_batch(self) -> list[_Pending] | None:
-        """The next batch (empty on an idle tick), or None once stopping with nothing left."""
+        """The next batch (empty on an idle tick), or None once stopping with nothing left
+        (or with the store still down when the time to stop has come)."""
         with self._lock:
-            if not self._queue and not self._stopping:
-                self._lock.wait(self._tick_seconds)
-            if self._down and not self._stopping:
-                # Retry a down store once per tick, not in a tight loop.
-                self._lock.wait(self._tick_seconds)
+            while True:
+                now = time.monotonic()
+                if self._stopping and (not self._queue or now >= self._stop_by):
+                    self._give_up_queue()
+                    return None
+                if self._down and now < self._retry_at:
+                    # A down store is tried again once per retry interval, however many
+                    # records arrive meanwhile.
+                    self._lock.wait(min(self._retry_at, self._stop_by) - now)
+                    continue
+                if not self._queue:
+                    self._lock.wait(self._tick_seconds)
+                    if not self._queue and not self._stopping:
+                        return []  # idle: time for the checkpoint tick
+                    continue
+                break
             batch: list[_Pending] = []
             waiters = 0
             kept: deque[_Pending] = deque()
@@ -282,7 +299,7 @@ class GroupCommitWriter:
     def _write(self, batch: list[_Pending]) -> None:
         try:
             try:
-                _records, self._head_hint = append_and_commit(
+                self._head_hint = append_and_commit(
                     self._connection(),
                     [pending.event for pending in batch],
                     signer=self._signer,
@@ -374,6 +391,19 @@ class GroupCommitWriter:
     def _set_down(self, down: bool) -> None:
         with self._lock:
             self._down = down
+            if down:
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _give_up_queue(self) -> None:
+        # Stopping while the store is down: what is left cannot be written by this process.
+        for pending in self._queue:
+            if pending.state is not _State.ABANDONED:
+                self.dropped += 1
+                pending.state = _State.FAILED
+                pending.done.set()
+        if self._queue:
+            log.error("audit writer stopped with %d records unwritten", len(self._queue))
+        self._queue.clear()
 
     def _resolve(self, batch: list[_Pending], backend: int | None) -> set[str]:
         """Which of the batch's events committed, once the database answers again. The old
@@ -386,6 +416,8 @@ class GroupCommitWriter:
                     return self._committed_ids(batch, connection)
             except Exception as exc:  # still unreachable: look again shortly
                 log.warning("audit store still unreachable: %s", type(exc).__name__)
+                if self._stopping and time.monotonic() >= self._stop_by:
+                    return set()  # the process is going: nobody can be told anyway
                 time.sleep(0.5)
 
     def _committed_ids(self, batch: list[_Pending], connection: Connection) -> set[str]:

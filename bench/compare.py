@@ -120,6 +120,9 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="predgate-bench-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         plans, backends, expected = _prepare(args, workdir, cleanup, context)
+        if args.only:
+            wanted = {name.strip() for name in args.only.split(",")}
+            plans = [plan for plan in plans if plan.name in wanted]
         measurements, seen = _run_rounds(plans, backends, args, workdir / "logs")
         context["server_log_warnings"] = _count_warnings(workdir / "logs")
     context["predictions"] = _check_predictions(seen.predictions, expected)
@@ -430,6 +433,12 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated servers to run (floor, sklearn, onnx, embedded, scale-out); "
+        "the report's ratios need the floor",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3

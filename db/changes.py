@@ -17,13 +17,14 @@ with ``ChangesUnknown`` instead of serving what might have been revoked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, Engine, Integer, event, inspect, select, update
+from sqlalchemy import BigInteger, Connection, Engine, Integer, event, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from db.base import Base
@@ -91,12 +92,15 @@ def _changes_cache(instance: Any, session: Session) -> bool:
     return bool(changed - {column for t, column in UNCACHED_COLUMNS if t == table})
 
 
+_READ_GENERATION = select(ChangeGenerationRow.generation).where(
+    ChangeGenerationRow.id == GENERATION_ID
+)
+
+
 def read_generation(engine: Engine) -> int:
     """The committed generation."""
     with engine.connect() as connection:
-        value = connection.execute(
-            select(ChangeGenerationRow.generation).where(ChangeGenerationRow.id == GENERATION_ID)
-        ).scalar_one()
+        value = connection.execute(_READ_GENERATION).scalar_one()
     return int(value)
 
 
@@ -120,6 +124,8 @@ class ChangeWatcher:
         self.stale_after = stale_after
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._held: Connection | None = None
         self._listeners: list[Callable[[int], None]] = []
         self.generation: int | None = None
         self.confirmed_at = float("-inf")
@@ -132,10 +138,11 @@ class ChangeWatcher:
     def poll(self) -> bool:
         """Read the generation; tell the listeners if it moved. False when the read failed."""
         try:
-            current = read_generation(self._engine)
+            current = self._read()
         except Exception as exc:  # any failure leaves the caches untrusted once stale
             self.failures += 1
             log.warning("change generation poll failed: %s", type(exc).__name__)
+            self._drop_connection()
             return False
         with self._lock:
             moved = current != self.generation
@@ -145,6 +152,27 @@ class ChangeWatcher:
             for listener in self._listeners:
                 listener(current)
         return True
+
+    def _read(self) -> int:
+        # One connection held for polling (polls come from one thread, or from requests one at
+        # a time in the synchronous mode): no pool checkout or liveness ping each time.
+        with self._poll_lock:
+            if self._held is None or self._held.closed or self._held.invalidated:
+                self._held = self._engine.connect()
+            value = self._held.execute(_READ_GENERATION).scalar_one()
+            self._held.rollback()  # end the read transaction: the next read sees new commits
+            return int(value)
+
+    def _drop_connection(self) -> None:
+        with self._poll_lock:
+            held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held.invalidate()
+
+    def close(self) -> None:
+        """Release the polling connection."""
+        self._drop_connection()
 
     def refresh(self) -> None:
         """Per request: poll now when polling is synchronous (interval 0)."""

@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
     configure_logging(settings.log_level)
     app = Flask("predgate")
     app.config.update(settings.flask_config())
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep the order they are built in
+    app.json.compact = True  # type: ignore[attr-defined]
     init_runtime(app, build_runtime(settings, audit_sink=audit_sink))
     init_pipeline(app)
     init_errors(app)

@@ -63,11 +63,15 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     endpoint: Endpoint | None = None
     caller: Principal | None = None
-    audit: AuditDraft = field(default_factory=AuditDraft)
+    audit: AuditDraft = field(init=False)
     rate: RateLimitState | None = None
     # Set when an administrative act committed this request's record with its change.
     recorded_status: int | None = None
     _session: Session | None = None
+
+    def __post_init__(self) -> None:
+        # One record per request: the request's id names its record too.
+        self.audit = AuditDraft(event_id=self.request_id)
 
     def db(self) -> Session:
         """The request's database session, opened on first use (admin and compliance routes;

@@ -35,7 +35,8 @@ log = logging.getLogger("predgate.runtime")
 class Housekeeping:
     """One background thread per process: polls the change generation every
     `settings.change_poll_seconds` and writes key use every KEY_USE_FLUSH_SECONDS. Started on
-    the first request, so gunicorn's master never runs it and each worker runs its own."""
+    the first request, so the process that forks the workers never runs it and each worker runs
+    its own."""
 
     def __init__(self, watcher: ChangeWatcher, key_use: KeyUseLog, sessions: sessionmaker[Session]):
         self._watcher = watcher
@@ -109,6 +110,7 @@ class Runtime:
         self.housekeeping.stop()
         self.housekeeping.flush_key_use()
         self.audit_sink.close()
+        self.watcher.close()
         self.engine.dispose()
 
 

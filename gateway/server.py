@@ -1,68 +1,65 @@
-"""Serving under gunicorn: never Flask's development server, never debug."""
+"""Serving with granian: HTTP is parsed and written by its Rust runtime, so Python threads only run
+the app (measured against gunicorn's gthread workers on the same machine: bench/results and the
+README), and a client that sends its request slowly holds no Python thread. Never Flask's
+development server, never debug.
+
+Workers are forked from the serving process after `serve` has recorded the settings, so each
+builds its own app (its own database pool, caches, audit writer) from settings validated once.
+A worker that exits gracefully commits its queued audit records and signs a final checkpoint;
+one that dies is replaced.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from multiprocessing import util as multiprocessing_util
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+from granian import Granian
+from granian.constants import HTTPModes, Interfaces
+from granian.log import LogLevels
 
 from config import Settings
 
 log = logging.getLogger("predgate.server")
+_served: Settings | None = None  # what `serve` validated; inherited by the forked workers
 
 
-class GatewayServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """A gunicorn application whose workers each build their own app (own DB pool, own cache)."""
-
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self.settings = replace(settings, server_threads=int(options.get("threads", 1)))
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-        self.cfg.set("worker_exit", _close_worker_app)
-
-    def load(self) -> Flask:
-        from gateway import create_app
-
-        return create_app(self.settings)
-
-
-def _close_worker_app(_server: Any, worker: Any) -> None:
-    """A worker's graceful exit: commit what is queued, sign a final checkpoint."""
+def worker_app() -> Flask:
+    """The app of one worker (granian's factory)."""
+    from gateway import create_app
     from gateway.runtime import get_runtime
 
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        try:
-            get_runtime(app).close()
-        except Exception as exc:  # the process is exiting: report, do not raise
-            log.warning("closing the worker's runtime failed: %s", type(exc).__name__)
+    app = create_app(_served or Settings.from_env())
+    runtime = get_runtime(app)
+    # Run when the worker process ends normally (granian's graceful stop): multiprocessing
+    # runs its finalizers then, where atexit handlers would not run.
+    multiprocessing_util.Finalize(None, runtime.close, exitpriority=10)
+    return app
 
 
-def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
-    """gunicorn settings: threaded workers, our own access log (no query strings).
-
-    `reuse_port`: each worker binds its own socket with SO_REUSEPORT, so the kernel spreads new
-    connections over all workers; with one shared socket, keep-alive connections tend to pile
-    up on whichever worker woke first.
-    """
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "reuse_port": True,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "warning",
-        "timeout": 60,
-        "graceful_timeout": 20,
-        "preload_app": False,
-        "proc_name": "predgate",
-    }
+def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve until SIGINT or SIGTERM: `workers` processes, each running the app on `threads`
+    Python threads."""
+    global _served
+    _served = replace(settings, server_threads=threads)
+    Granian(
+        "gateway.server:worker_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=host,
+        port=port,
+        workers=workers,
+        blocking_threads=threads,
+        # Requests beyond the app's threads wait in granian's Rust runtime, not in Python.
+        backpressure=threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
+        # Its one warning is that threads outnumber cores: intended, they mostly wait for the
+        # audit commit.
+        log_level=LogLevels.error,
+        log_access=False,  # predgate writes its own access log, without query strings
+    ).serve()

@@ -13,7 +13,7 @@ from skl2onnx.common.data_types import FloatTensorType
 from models.estimators import EstimatorInfo, Label, Sample
 
 # onnxruntime is not fork-safe (a child forked after importing it hangs at exit), so
-# it is imported where a session is created: never in gunicorn's master process.
+# it is imported where a session is created: never in the process that forks the workers.
 if TYPE_CHECKING:
     import onnxruntime
 

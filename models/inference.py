@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from models.estimators import Label, plain_label, sklearn_input
 from models.registry import ModelVersion
 
 # onnxruntime is not fork-safe (a child forked after importing it hangs at exit), so
-# it is imported where a session is created: never in gunicorn's master process.
+# it is imported where a session is created: never in the process that forks the workers.
 if TYPE_CHECKING:
     import onnxruntime
 
@@ -74,10 +75,14 @@ class LoadedModel:
         width = len(self.meta.features)
         if matrix.ndim != 2 or matrix.shape[1] != width:
             raise InvalidInput(f"rows must have shape [n, {width}], not {list(matrix.shape)}")
-        if not np.all(np.isfinite(matrix)):
+        if matrix.size == 0:
+            return matrix
+        # Two reductions answer both questions (NaN fails every comparison).
+        low, high = float(matrix.min()), float(matrix.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise InvalidInput("rows must hold finite numbers only")
         # ONNX reads float32: a larger magnitude would silently become infinity.
-        if self._session is not None and np.any(np.abs(matrix) > _FLOAT32_MAX):
+        if self._session is not None and max(-low, high) > _FLOAT32_MAX:
             raise InvalidInput("values must lie within the float32 range")
         return matrix
 

@@ -16,10 +16,12 @@ Refusing is all-or-nothing: a request one window refuses spends nothing in any w
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import redis
@@ -79,8 +81,9 @@ class _Window:
         )
 
 
-def _windows(policy: LimitPolicy, key_prefix: str) -> list[_Window]:
-    return [
+@lru_cache(maxsize=4096)
+def _windows(policy: LimitPolicy, key_prefix: str) -> tuple[_Window, ...]:
+    return tuple(
         _Window(
             scoped=scoped,
             name=window_name(scoped.scope, window),
@@ -90,7 +93,7 @@ def _windows(policy: LimitPolicy, key_prefix: str) -> list[_Window]:
         )
         for scoped in policy.limits
         for window in scoped.windows
-    ]
+    )
 
 
 # --- the arithmetic both stores share -------------------------------------------------------
@@ -217,57 +220,46 @@ class MemoryCounters:
 
 # KEYS: one list per window, newest timestamp first. ARGV: now, cost, spend (1) or read (0),
 # then limit and seconds of each window. Returns: admitted, then per window the number of
-# units inside it and the oldest of them (as text, so no precision is lost).
+# units inside it and the oldest of them (as text, so no precision is lost). Amortised O(1).
 _MOVING_SCRIPT = """
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local spend = ARGV[3] == '1'
 local admitted = 1
+local counts = {}
 for i = 1, #KEYS do
     local limit = tonumber(ARGV[2 + 2 * i])
-    local seconds = tonumber(ARGV[3 + 2 * i])
-    if cost > limit then
-        admitted = 0
-    else
-        local entry = redis.call('lindex', KEYS[i], limit - cost)
-        if entry and tonumber(entry) >= now - seconds then admitted = 0 end
+    local oldest_inside = now - tonumber(ARGV[3 + 2 * i])
+    -- Units that have left the window are dropped from the old end as they leave, so the
+    -- list holds only units inside it: each unit is pushed once and popped once.
+    while true do
+        local last = redis.call('lindex', KEYS[i], -1)
+        if last and tonumber(last) < oldest_inside then
+            redis.call('rpop', KEYS[i])
+        else
+            break
+        end
     end
+    counts[i] = math.min(redis.call('llen', KEYS[i]), limit)
+    if counts[i] + cost > limit then admitted = 0 end
 end
 if spend and admitted == 1 then
     for i = 1, #KEYS do
         local limit = tonumber(ARGV[2 + 2 * i])
-        local seconds = tonumber(ARGV[3 + 2 * i])
         local entries = {}
         for j = 1, cost do entries[j] = ARGV[1] end
         for j = 1, #entries, 5000 do
             redis.call('lpush', KEYS[i], unpack(entries, j, math.min(j + 4999, #entries)))
         end
         redis.call('ltrim', KEYS[i], 0, limit - 1)
-        redis.call('expire', KEYS[i], seconds)
+        redis.call('expire', KEYS[i], ARGV[3 + 2 * i])
+        counts[i] = math.min(counts[i] + cost, limit)
     end
 end
 local result = {admitted}
 for i = 1, #KEYS do
-    local limit = tonumber(ARGV[2 + 2 * i])
-    local target = now - tonumber(ARGV[3 + 2 * i])
-    local low, high, found = 0, math.min(limit, redis.call('llen', KEYS[i])) - 1, -1
-    while low <= high do
-        local mid = math.floor((low + high) / 2)
-        local value = tonumber(redis.call('lindex', KEYS[i], mid))
-        if value and value >= target then
-            found = mid
-            low = mid + 1
-        else
-            high = mid - 1
-        end
-    end
-    if found >= 0 then
-        result[#result + 1] = found + 1
-        result[#result + 1] = redis.call('lindex', KEYS[i], found)
-    else
-        result[#result + 1] = 0
-        result[#result + 1] = ARGV[1]
-    end
+    result[#result + 1] = counts[i]
+    result[#result + 1] = redis.call('lindex', KEYS[i], counts[i] - 1) or ARGV[1]
 end
 return result
 """
@@ -320,9 +312,11 @@ class RedisCounters:
         self.client = client
         self.strategy = strategy
         self.key_prefix = key_prefix
-        source = _MOVING_SCRIPT if strategy == "moving-window" else _SLIDING_SCRIPT
-        # register_script sends EVALSHA, and the script body only once per connection miss.
-        self._script = client.register_script(source)
+        self._source = _MOVING_SCRIPT if strategy == "moving-window" else _SLIDING_SCRIPT
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 (Redis' name)
+        # Each thread keeps one connection and talks to it directly: the client's pool and
+        # retry wrappers cost more CPU than the round trip itself.
+        self._local = threading.local()
 
     def spend(self, plan: RequestPlan, *, now: float) -> Spend:
         """Check every window and spend the cost in all of them, or in none: one round trip."""
@@ -346,14 +340,16 @@ class RedisCounters:
         return f"{REDIS_KEY_PREFIX}:{key}{suffix}"
 
     def _run(
-        self, windows: list[_Window], cost: int, now: float, spend: bool
+        self, windows: tuple[_Window, ...], cost: int, now: float, spend: bool
     ) -> tuple[bool, tuple[WindowUsage, ...]]:
         args: list[Any] = [repr(now), cost, 1 if spend else 0]
         for window in windows:
             args += [window.limit, window.seconds]
+        keys = [self.store_key(w.key) for w in windows]
         try:
-            reply = self._script(keys=[self.store_key(w.key) for w in windows], args=args)
+            reply = self._evalsha(keys, args)
         except redis.RedisError as exc:
+            self._local.connection = None
             raise CounterStoreUnavailable(
                 f"the rate-limit store did not answer ({type(exc).__name__})"
             ) from exc
@@ -370,6 +366,21 @@ class RedisCounters:
                 for w, (current, previous) in zip(windows, pairs, strict=True)
             )
         return admitted, usage
+
+    def _evalsha(self, keys: list[str], args: list[Any]) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self.client.connection_pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(self._source)  # a restarted or flushed Redis
+            connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except redis.RedisError:
+            connection.disconnect()
+            raise
 
 
 def open_counters(

@@ -130,6 +130,7 @@ def address_policy(address: str, *, policy: str) -> LimitPolicy:
     return LimitPolicy((ScopedLimit("address", f"address:{address}", policy, "default"),))
 
 
+@lru_cache(maxsize=4096)
 def credential_policy(limits: KeyLimits | None, *, principal: str, default: str) -> LimitPolicy:
     """The limits of a verified credential; one without limit columns (an admin or compliance
     client) is counted on its own under the default policy."""

@@ -1,4 +1,4 @@
-"""`predgate serve`: run the gateway under gunicorn."""
+"""`predgate serve`: run the gateway (granian, WSGI)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 
 from db.migrations import ensure_at_head
 from gateway.cli.context import CliContext, handle_errors, pass_cli
-from gateway.server import GatewayServer, gunicorn_options
+from gateway.server import serve as serve_gateway
 
 
 @click.command()
@@ -19,7 +19,7 @@ from gateway.server import GatewayServer, gunicorn_options
 @pass_cli
 @handle_errors
 def serve(cli: CliContext, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the HTTP API (gunicorn, gthread workers)."""
+    """Serve the HTTP API (granian: worker processes, each running the app on threads)."""
     if workers > 1 and cli.settings.redis_url is None:
         # Each worker process would keep its own counters and admit the whole limit again.
         raise click.ClickException(
@@ -30,4 +30,4 @@ def serve(cli: CliContext, host: str, port: int, workers: int, threads: int) -> 
     ensure_at_head(cli.engine)  # refuse an un-migrated database before forking anything
     cli.engine.dispose()
     click.echo(f"predgate serving on http://{host}:{port} ({workers} workers x {threads} threads)")
-    GatewayServer(cli.settings, gunicorn_options(host, port, workers, threads)).run()
+    serve_gateway(cli.settings, host=host, port=port, workers=workers, threads=threads)

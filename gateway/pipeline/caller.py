@@ -25,6 +25,8 @@ CREDENTIAL_QUERY_PARAMS = frozenset(
 
 def refuse_credentials_in_url() -> None:
     """400 credentials_in_query when the query string carries something like a credential."""
+    if not request.query_string:
+        return
     if any(name.lower() in CREDENTIAL_QUERY_PARAMS for name in request.args):
         raise CredentialsInQuery("credentials in the query string")
 

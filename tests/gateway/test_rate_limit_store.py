@@ -205,7 +205,7 @@ def _wait_until_all_workers_serve(
         while time.monotonic() < deadline:
             assert server.poll() is None, "predgate serve exited"
             try:
-                list(pool.map(lambda _: requests.get(f"{base}/healthz", timeout=5), range(8)))
+                list(pool.map(lambda _: requests.get(f"{base}/openapi.json", timeout=5), range(8)))
             except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.05)
                 continue
