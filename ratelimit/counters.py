@@ -218,18 +218,20 @@ class MemoryCounters:
 
 # --- Redis ----------------------------------------------------------------------------------
 
-# KEYS: one list per window, newest timestamp first. ARGV: now, cost, spend (1) or read (0),
-# then limit and seconds of each window. Returns: admitted, then per window the number of
+# KEYS: one list per window, newest timestamp first. ARGV: the limit and seconds of each window,
+# then now, cost, and spend (1) or read (0): what varies per request comes last, so the rest of
+# the command is encoded once per policy. Returns: admitted, then per window the number of
 # units inside it and the oldest of them (as text, so no precision is lost). Amortised O(1).
 _MOVING_SCRIPT = """
-local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local spend = ARGV[3] == '1'
+local n = #KEYS
+local now = tonumber(ARGV[2 * n + 1])
+local cost = tonumber(ARGV[2 * n + 2])
+local spend = ARGV[2 * n + 3] == '1'
 local admitted = 1
 local counts = {}
 for i = 1, #KEYS do
-    local limit = tonumber(ARGV[2 + 2 * i])
-    local oldest_inside = now - tonumber(ARGV[3 + 2 * i])
+    local limit = tonumber(ARGV[2 * i - 1])
+    local oldest_inside = now - tonumber(ARGV[2 * i])
     -- Units that have left the window are dropped from the old end as they leave, so the
     -- list holds only units inside it: each unit is pushed once and popped once.
     while true do
@@ -245,21 +247,21 @@ for i = 1, #KEYS do
 end
 if spend and admitted == 1 then
     for i = 1, #KEYS do
-        local limit = tonumber(ARGV[2 + 2 * i])
+        local limit = tonumber(ARGV[2 * i - 1])
         local entries = {}
-        for j = 1, cost do entries[j] = ARGV[1] end
+        for j = 1, cost do entries[j] = ARGV[2 * n + 1] end
         for j = 1, #entries, 5000 do
             redis.call('lpush', KEYS[i], unpack(entries, j, math.min(j + 4999, #entries)))
         end
         redis.call('ltrim', KEYS[i], 0, limit - 1)
-        redis.call('expire', KEYS[i], ARGV[3 + 2 * i])
+        redis.call('expire', KEYS[i], ARGV[2 * i])
         counts[i] = math.min(counts[i] + cost, limit)
     end
 end
 local result = {admitted}
 for i = 1, #KEYS do
     result[#result + 1] = counts[i]
-    result[#result + 1] = redis.call('lindex', KEYS[i], counts[i] - 1) or ARGV[1]
+    result[#result + 1] = redis.call('lindex', KEYS[i], counts[i] - 1) or ARGV[2 * n + 1]
 end
 return result
 """
@@ -267,14 +269,15 @@ return result
 # KEYS: one hash per window {b: bucket, c: current count, p: previous count}. ARGV as above.
 # Returns: admitted, then per window its current and previous counts after the step.
 _SLIDING_SCRIPT = """
-local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local spend = ARGV[3] == '1'
+local n = #KEYS
+local now = tonumber(ARGV[2 * n + 1])
+local cost = tonumber(ARGV[2 * n + 2])
+local spend = ARGV[2 * n + 3] == '1'
 local admitted = 1
 local counts = {}
 for i = 1, #KEYS do
-    local limit = tonumber(ARGV[2 + 2 * i])
-    local seconds = tonumber(ARGV[3 + 2 * i])
+    local limit = tonumber(ARGV[2 * i - 1])
+    local seconds = tonumber(ARGV[2 * i])
     local bucket = math.floor(now / seconds)
     local stored = redis.call('hmget', KEYS[i], 'b', 'c', 'p')
     local b = tonumber(stored[1])
@@ -294,7 +297,7 @@ for i = 1, #KEYS do
     if spend and admitted == 1 then
         current = current + cost
         redis.call('hset', KEYS[i], 'b', bucket, 'c', current, 'p', previous)
-        redis.call('expire', KEYS[i], 2 * tonumber(ARGV[3 + 2 * i]))
+        redis.call('expire', KEYS[i], 2 * tonumber(ARGV[2 * i]))
     end
     result[#result + 1] = current
     result[#result + 1] = previous
@@ -337,17 +340,13 @@ class RedisCounters:
     def store_key(self, key: str) -> str:
         """The Redis key of a counter (moving-window lists keep `limits`' names)."""
         suffix = "" if self.strategy == "moving-window" else "/sliding"
-        return f"{REDIS_KEY_PREFIX}:{key}{suffix}"
+        return f"{REDIS_KEY_PREFIX}:{key}{suffix}"  # as _command_start names it
 
     def _run(
         self, windows: tuple[_Window, ...], cost: int, now: float, spend: bool
     ) -> tuple[bool, tuple[WindowUsage, ...]]:
-        args: list[Any] = [repr(now), cost, 1 if spend else 0]
-        for window in windows:
-            args += [window.limit, window.seconds]
-        keys = [self.store_key(w.key) for w in windows]
         try:
-            reply = self._evalsha(keys, args)
+            reply = self._evalsha(windows, cost, now, spend)
         except redis.RedisError as exc:
             self._local.connection = None
             raise CounterStoreUnavailable(
@@ -367,20 +366,38 @@ class RedisCounters:
             )
         return admitted, usage
 
-    def _evalsha(self, keys: list[str], args: list[Any]) -> Any:
+    def _evalsha(self, windows: tuple[_Window, ...], cost: int, now: float, spend: bool) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = self.client.connection_pool.get_connection()
+        command = _command_start(self._sha, self.strategy, windows) + b"".join(
+            _bulk(part) for part in (repr(now).encode(), b"%d" % cost, b"1" if spend else b"0")
+        )
         try:
-            connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            connection.send_packed_command([command])
             return connection.read_response()
         except redis.exceptions.NoScriptError:
             self.client.script_load(self._source)  # a restarted or flushed Redis
-            connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            connection.send_packed_command([command])
             return connection.read_response()
         except redis.RedisError:
             connection.disconnect()
             raise
+
+
+@lru_cache(maxsize=4096)
+def _command_start(sha: str, strategy: str, windows: tuple[_Window, ...]) -> bytes:
+    """The EVALSHA command of a policy's windows encoded in RESP up to the three arguments that
+    change per request (encoded once per policy: redis-py's encoder costs more than the call)."""
+    suffix = "" if strategy == "moving-window" else "/sliding"
+    keys = [f"{REDIS_KEY_PREFIX}:{w.key}{suffix}".encode() for w in windows]
+    limits = [b"%d" % value for w in windows for value in (w.limit, w.seconds)]
+    parts = [b"EVALSHA", sha.encode(), b"%d" % len(keys), *keys, *limits]
+    return b"*%d\r\n" % (len(parts) + 3) + b"".join(_bulk(part) for part in parts)
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 def open_counters(
