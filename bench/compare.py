@@ -4,9 +4,11 @@
 
 Variants, each measured with a random forest and a linear model (the same two fitted models):
   floor                  bare Flask, constant JSON          gunicorn -w 2 gthread x 8
+  floor on granian       the same app                       granian, 2 workers x 8 threads
   flask + sklearn        bare Flask, estimator.predict      gunicorn -w 2 gthread x 8
   flask + onnxruntime    bare Flask, skl2onnx + ORT         gunicorn -w 2 gthread x 8
   predgate embedded      SQLite, API key                    predgate serve --workers 1
+  ... on gunicorn        the same app and data              gunicorn -w 1 gthread x 8
   predgate scale-out     PostgreSQL + Redis, API key / JWT  predgate serve --workers 2
 
 Each round starts every server afresh, checks one request, warms it (2 s of wrk) and loads it
@@ -59,7 +61,7 @@ from bench.provision import (
     scratch_database,
     train_models,
 )
-from bench.servers import Server, gunicorn_server, predgate_server
+from bench.servers import Server, granian_server, gunicorn_server, predgate_server
 
 ROW = {"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}
 SETUP = [
@@ -67,7 +69,11 @@ SETUP = [
     "flask + sklearn: bare Flask, JSON row -> `estimator.predict` on a 1-row array; same gunicorn",
     "flask + onnxruntime: bare Flask, the skl2onnx model in an InferenceSession (one thread, "
     "opened in each worker); same gunicorn",
-    "predgate embedded: `predgate serve --workers 1 --threads 8`, SQLite, API key",
+    "floor on granian: the floor's app under granian (`--workers 2 --blocking-threads 8`), the "
+    "server `predgate serve` runs",
+    "predgate embedded: `predgate serve --workers 1 --threads 8` (granian), SQLite, API key",
+    "predgate embedded on gunicorn: the same app and data under `gunicorn -w 1 -k gthread "
+    "--threads 8`",
     "predgate scale-out: `predgate serve --workers 2 --threads 8`, PostgreSQL + Redis, API key or "
     "OAuth2 access token (client credentials, fresh per measurement)",
     "models: rf = RandomForestRegressor(n_estimators=100, max_depth=10), linear = Ridge; fitted "
@@ -180,12 +186,31 @@ def _prepare(
     plans = [
         # The floor has no model: one target, shown with model "-".
         baseline("floor", report.FLOOR, "bench.apps:floor_app()", {"-": "/v1/predict"}),
+        # The same floor under the server `predgate serve` runs: what the server alone is worth.
+        Plan(
+            "floor-granian",
+            lambda log: granian_server("bench.apps:floor_app", baseline_env, log),
+            [Target("floor on granian", "-", "/v1/predict", _no_auth)],
+            backends=False,
+        ),
         baseline("sklearn", "flask + sklearn", "bench.apps:sklearn_app()", paths),
         baseline("onnx", "flask + onnxruntime", "bench.apps:onnx_app()", paths),
         Plan(
             "embedded",
             lambda log: predgate_server(embedded_env, log, workers=1),
             [_api_key_target("predgate embedded, API key", embedded[m]) for m in models],
+            backends=False,
+        ),
+        # predgate's own app under the floor's server, to show what serving with granian buys.
+        Plan(
+            "embedded-gunicorn",
+            lambda log: gunicorn_server(
+                "gateway.server:worker_app()", embedded_env, log, workers=1, threads=8
+            ),
+            [
+                _api_key_target("predgate embedded on gunicorn, API key", embedded[m])
+                for m in models
+            ],
             backends=False,
         ),
         Plan(
@@ -436,7 +461,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated servers to run (floor, sklearn, onnx, embedded, scale-out); "
+        help="comma-separated servers to run (floor, floor-granian, sklearn, onnx, embedded, "
+        "embedded-gunicorn, scale-out); "
         "the report's ratios need the floor",
     )
     args = parser.parse_args()

@@ -66,6 +66,22 @@ def gunicorn_server(
 
 
 @contextmanager
+def granian_server(
+    app: str, env: Mapping[str, str], log: Path, *, workers: int = 2, threads: int = 8
+) -> Iterator[Server]:
+    """An app factory such as 'bench.apps:floor_app' under granian (what `predgate serve` uses)."""
+    port = free_port()
+    command = [
+        str(BIN / "granian"),
+        *("--interface", "wsgi", "--factory", "--no-ws", "--log-level", "error"),
+        *("--workers", str(workers), "--blocking-threads", str(threads)),
+        *("--backpressure", str(threads), "--host", HOST, "--port", str(port), app),
+    ]
+    with _serve(command, env, log, port, workers) as server:
+        yield server
+
+
+@contextmanager
 def predgate_server(
     env: Mapping[str, str], log: Path, *, workers: int, threads: int = 8
 ) -> Iterator[Server]:

@@ -23,6 +23,7 @@ from granian.log import LogLevels
 from config import Settings
 
 log = logging.getLogger("predgate.server")
+SHUTDOWN_SECONDS = 20
 _served: Settings | None = None  # what `serve` validated; inherited by the forked workers
 
 
@@ -58,6 +59,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         websockets=False,
         respawn_failed_workers=True,
         respawn_interval=0.5,
+        # A worker told to stop while it was still starting can miss the signal: after this
+        # long it is killed (its queued records and final checkpoint are lost, not the chain).
+        workers_kill_timeout=SHUTDOWN_SECONDS,
         # Its one warning is that threads outnumber cores: intended, they mostly wait for the
         # audit commit.
         log_level=LogLevels.error,

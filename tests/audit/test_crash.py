@@ -1,5 +1,5 @@
-"""Crash safety: gunicorn workers SIGKILLed repeatedly under load lose no record of a response
-that reached its client, and the chain still verifies. Bounded: ~8 s of load per database."""
+"""Crash safety: serving workers SIGKILLed repeatedly under load lose no record of a response
+that reached its client, and the chain still verifies. Bounded: ~12 s of load per database."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ from db.engine import create_db_engine, make_session_factory
 from tests.conftest import HOUSE
 
 PREDGATE = str(Path(sys.executable).with_name("predgate"))
-LOAD_SECONDS = 8.0
-KILL_EVERY = 1.0
+LOAD_SECONDS = 12.0
+KILL_EVERY = 2.0
+# granian stops altogether when a worker it has just replaced dies again within 5.5 s (its
+# crash-loop guard): only workers older than this are killed.
+MIN_WORKER_AGE = 6.5
 CLIENTS = 4
 
 
@@ -106,13 +109,20 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
         clients = [threading.Thread(target=load) for _ in range(CLIENTS)]
         for client in clients:
             client.start()
-        end = time.monotonic() + LOAD_SECONDS
+        # The last kill comes a few seconds before the end, so no worker is still starting when
+        # the server is told to stop.
+        end = time.monotonic() + LOAD_SECONDS - 3
+        first_seen: dict[int, float] = dict.fromkeys(_workers(server.pid), float("-inf"))
         while time.monotonic() < end:
             time.sleep(KILL_EVERY)
-            workers = _workers(server.pid)
-            if workers:
-                os.kill(random.choice(workers), signal.SIGKILL)
+            now = time.monotonic()
+            for pid in _workers(server.pid):
+                first_seen.setdefault(pid, now)
+            old = [p for p in _workers(server.pid) if now - first_seen[p] > MIN_WORKER_AGE]
+            if old:
+                os.kill(random.choice(old), signal.SIGKILL)
                 kills += 1
+        time.sleep(3)
         stop.set()
         for client in clients:
             client.join(timeout=30)
@@ -122,7 +132,7 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
         server.wait(timeout=30)
 
     print(f"kills={kills} received={len(received)} lost={lost}")
-    assert kills >= 5
+    assert kills >= 3
     assert len(received) > 50, (len(received), lost)
     engine = create_db_engine(settings.database_url)
     try:

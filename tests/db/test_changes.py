@@ -5,6 +5,7 @@ read before a change they have seen, and refuse to answer once it cannot be conf
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -87,8 +88,17 @@ def test_a_rolled_back_change_does_not_move_it(engine: Engine, session: Session)
     assert read_generation(engine) == before
 
 
-def test_caches_drop_everything_when_the_generation_moves(engine: Engine, session: Session) -> None:
-    watcher = ChangeWatcher(engine, interval=0, stale_after=2)
+@pytest.fixture
+def watcher(engine: Engine) -> Iterator[ChangeWatcher]:
+    """A watcher polled by hand (interval 0), its connection released afterwards."""
+    polled = ChangeWatcher(engine, interval=0, stale_after=2)
+    yield polled
+    polled.close()
+
+
+def test_caches_drop_everything_when_the_generation_moves(
+    watcher: ChangeWatcher, session: Session
+) -> None:
     cache: ChangeCache[str, str] = ChangeCache(watcher)
     watcher.poll()
     assert cache.get("k", lambda: "old") == "old"
@@ -99,8 +109,9 @@ def test_caches_drop_everything_when_the_generation_moves(engine: Engine, sessio
     assert cache.get("k", lambda: "new") == "new"
 
 
-def test_a_value_read_before_a_seen_change_is_not_kept(engine: Engine, session: Session) -> None:
-    watcher = ChangeWatcher(engine, interval=0, stale_after=2)
+def test_a_value_read_before_a_seen_change_is_not_kept(
+    watcher: ChangeWatcher, session: Session
+) -> None:
     cache: ChangeCache[str, str] = ChangeCache(watcher)
     watcher.poll()
     reading, change_seen = threading.Event(), threading.Event()
@@ -134,3 +145,4 @@ def test_unconfirmed_caches_refuse_to_answer(engine: Engine) -> None:
     clock[0] += 0.2  # no poll has succeeded for more than stale_after seconds
     with pytest.raises(ChangesUnknown):
         cache.get("k", lambda: "other")
+    watcher.close()
