@@ -4,9 +4,11 @@ Both stream line by line, so memory stays bounded whatever the range."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,19 @@ def iter_csv(session: Session, *, since: datetime | None, until: datetime | None
         return
     for record in iter_records(session, first_seq=found[0], last_seq=found[1]):
         yield flush(["" if record[name] is None else record[name] for name in RECORD_FIELDS])
+
+
+def write_export(lines: Iterable[str], path: Path) -> tuple[int, str]:
+    """Write an export's lines to `path` (whole or not at all); return (lines, SHA-256)."""
+    partial = path.with_name(f".{path.name}.partial")
+    digest, count = hashlib.sha256(), 0
+    with partial.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line)
+            digest.update(line.encode())
+            count += 1
+    os.replace(partial, path)
+    return count, digest.hexdigest()
 
 
 def verify_export(path: Path, public_keys: Mapping[str, Ed25519PublicKey]) -> VerificationReport:

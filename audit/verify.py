@@ -46,6 +46,21 @@ class VerificationReport:
         if len(self.findings) < MAX_FINDINGS:
             self.findings.append(Finding(seq, kind, message))
 
+    def summary(self) -> list[str]:
+        """The report for an operator: `OK: ...`, or `FAILED: ...` and one line per finding."""
+        span = f"seq {self.first_seq}..{self.last_seq}" if self.first_seq else "no records"
+        if self.ok:
+            return [
+                f"OK: {self.records_checked} records ({span}), {self.checkpoints_checked} "
+                f"signed checkpoints verified; {self.uncovered_tail} records at the tail not yet "
+                "covered by a checkpoint"
+            ]
+        lines = [f"FAILED: {len(self.findings)} problem(s) in {span}"]
+        lines += [f"  seq {f.seq}: {f.kind}: {f.message}" for f in self.findings]
+        if self.uncovered_tail:
+            lines.append(f"  {self.uncovered_tail} records at the tail not covered by a checkpoint")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auth.clients import ClientGrant
-from auth.errors import AuthenticationFailed, TenantSuspended
+from auth.errors import AuthenticationFailed, AuthError, TenantSuspended
 from auth.principal import PARTNER, Principal
 from auth.tables import RevokedTokenRow
 from db.base import utcnow
@@ -179,3 +179,68 @@ def principal_from_claims(
         tenant_name=grant.tenant_name,
         limits=limits,
     )
+
+
+def decode_token(
+    token: str,
+    *,
+    verifying_key: Callable[[str], Any],
+    algorithm: str,
+    audience: str,
+    issuer: str,
+    leeway: int,
+    max_lifetime: int,
+) -> dict[str, Any] | None:
+    """The claims of a token this server issued and would accept now (the same rules as a
+    request's token), else None."""
+    if len(token.encode()) > MAX_TOKEN_BYTES:
+        return None
+    try:
+        kid = check_header(pyjwt.get_unverified_header(token), algorithm=algorithm)
+        key = verifying_key(kid)
+        if key is None:
+            return None
+        claims: dict[str, Any] = pyjwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "jti", "iat", "sub"]},
+        )
+        check_required_claims(claims, max_lifetime=max_lifetime)
+    except (pyjwt.InvalidTokenError, AuthenticationFailed):
+        return None
+    return claims
+
+
+def introspection(
+    claims: Mapping[str, Any] | None,
+    *,
+    token_revoked: Callable[[str, str], bool],
+    client_grant: Callable[[str], ClientGrant | None],
+) -> dict[str, Any]:
+    """RFC 7662: active with the token's claims if a request with it would be accepted now."""
+    if claims is None:
+        return {"active": False}
+    try:
+        if token_revoked(str(claims["iss"]), str(claims["jti"])):
+            return {"active": False}
+        principal = principal_from_claims(claims, client_grant)
+    except AuthError:
+        return {"active": False}
+    return {
+        "active": True,
+        "token_type": "Bearer",
+        "scope": " ".join(sorted(principal.scopes)),
+        "client_id": principal.principal_id,
+        "sub": claims["sub"],
+        "aud": claims["aud"],
+        "iss": claims["iss"],
+        "exp": claims["exp"],
+        "iat": claims.get("iat"),
+        "jti": claims["jti"],
+        "tenant": principal.tenant_name,
+        "role": principal.role,
+    }

@@ -12,6 +12,7 @@ from auth.clients import OAuthClient
 from auth.tenants import Tenant
 from db.base import utcnow
 from models.registry import ModelVersion
+from ratelimit.usage import WindowUsage
 
 
 def iso(value: datetime | None) -> str | None:
@@ -89,3 +90,8 @@ def assigned_model_json(meta: ModelVersion) -> dict[str, Any]:
         "classes": list(meta.classes) if meta.classes is not None else None,
         "runtime": meta.runtime,
     }
+
+
+def usage_json(key_id: str, windows: list[WindowUsage], *, now: float) -> dict[str, Any]:
+    """What a key has spent in each window that applies to it."""
+    return {"key_id": key_id, "windows": [window.to_dict(now) for window in windows]}

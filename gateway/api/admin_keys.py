@@ -3,6 +3,8 @@ set the rate limit, read usage. The same domain functions as `predgate keys`."""
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, Field
@@ -12,6 +14,7 @@ from auth.api_keys import ApiKey, get_key, issue_key, list_keys, revoke_key, rot
 from auth.api_keys import set_key_limit as set_key_policy
 from auth.durations import parse_duration
 from auth.tenants import get_tenant
+from auth.usage import key_usage
 from gateway.api.acts import actor, admin_act
 from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
@@ -26,8 +29,7 @@ from gateway.api.admin_shapes import (
 from gateway.context import RequestContext
 from gateway.errors import ApiError
 from gateway.pipeline import endpoint
-from gateway.presenters import issued_key_json, key_json
-from gateway.usage import key_usage_json
+from gateway.presenters import issued_key_json, key_json, usage_json
 from ratelimit.errors import CounterStoreUnavailable
 
 bp = Blueprint("admin_keys", __name__, url_prefix="/admin/v1/keys")
@@ -153,7 +155,9 @@ def usage(ctx: RequestContext, key_id: str) -> ResponseReturnValue:
             409, "rate_limits_disabled", "Rate limits disabled", "This gateway counts nothing."
         )
     try:
-        return jsonify(key_usage_json(ctx.db(), limiter.store, ctx.runtime.settings, key_id))
+        windows = key_usage(
+            ctx.db(), limiter.store, key_id, default_policy=ctx.runtime.settings.default_rate_limit
+        )
     except CounterStoreUnavailable:
         raise ApiError(
             503,
@@ -161,3 +165,4 @@ def usage(ctx: RequestContext, key_id: str) -> ResponseReturnValue:
             "Rate limiting unavailable",
             "The rate-limit store cannot be read right now.",
         ) from None
+    return jsonify(usage_json(key_id, windows, now=time.time()))

@@ -13,9 +13,10 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from joserfc.jwk import ECKey
 
+from auth.oauth import CLIENT_AUTH_METHODS
 from auth.principal import ROLE_SCOPES
 from auth.signing_keys import published_keys
-from gateway.api.oauth_server import CLIENT_AUTH_METHODS, get_authorization_server
+from gateway.api.oauth_server import get_authorization_server
 from gateway.context import RequestContext
 from gateway.pipeline import endpoint
 from gateway.pipeline.tokens import introspect_token

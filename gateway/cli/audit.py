@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ import click
 
 from audit.chain import lock_head, write_checkpoint
 from audit.events import EVENT_TYPES, OUTCOMES
-from audit.export import ExportError, iter_csv, iter_jsonl, verify_export
+from audit.export import ExportError, iter_csv, iter_jsonl, verify_export, write_export
 from audit.prune import PruneRefused, prune_records
 from audit.query import AuditFilter, query_records
 from audit.recorder import verify_database
@@ -159,7 +158,6 @@ def audit_query(
 @handle_errors
 def audit_export(cli: CliContext, since: datetime, until: datetime, fmt: str, out: Path) -> None:
     """Export a time range; JSONL carries the checkpoints to verify it offline."""
-    partial = out.with_name(f".{out.name}.partial")
     with cli.act(
         "audit.export", since=since.isoformat(), until=until.isoformat(), format=fmt
     ) as act:
@@ -170,15 +168,9 @@ def audit_export(cli: CliContext, since: datetime, until: datetime, fmt: str, ou
             if fmt == "jsonl"
             else iter_csv(act.session, since=since, until=until)
         )
-        digest, count = hashlib.sha256(), 0
-        with partial.open("w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                digest.update(line.encode())
-                count += 1
-        os.replace(partial, out)
-        act.details.update(lines=count, sha256=digest.hexdigest())
-    click.echo(f"exported {count} lines to {out} (sha256 {digest.hexdigest()})")
+        count, sha256 = write_export(lines, out)
+        act.details.update(lines=count, sha256=sha256)
+    click.echo(f"exported {count} lines to {out} (sha256 {sha256})")
 
 
 @audit.command("verify")
@@ -244,19 +236,8 @@ def _print_report(report: VerificationReport, as_json: bool) -> None:
     if as_json:
         echo_json(report.to_dict())
         return
-    span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq else "no records"
-    if report.ok:
-        click.echo(
-            f"OK: {report.records_checked} records ({span}), "
-            f"{report.checkpoints_checked} signed checkpoints verified; "
-            f"{report.uncovered_tail} records at the tail not yet covered by a checkpoint"
-        )
-        return
-    click.echo(f"FAILED: {len(report.findings)} problem(s) in {span}")
-    for finding in report.findings:
-        click.echo(f"  seq {finding.seq}: {finding.kind}: {finding.message}")
-    if report.uncovered_tail:
-        click.echo(f"  {report.uncovered_tail} records at the tail not covered by a checkpoint")
+    for line in report.summary():
+        click.echo(line)
 
 
 @audit.command("prune")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from audit.acts import OperatorAct
 from auth.clients import (
     IssuedClient,
     OAuthClient,
@@ -14,7 +15,7 @@ from auth.clients import (
 )
 from auth.principal import ROLE_SCOPES
 from auth.tenants import get_tenant
-from gateway.cli.context import AdminAct, CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.presenters import client_json, issued_client_json
 
 
@@ -32,7 +33,7 @@ def _echo_issued(issued: IssuedClient, as_json: bool) -> None:
     click.echo("This is the only time the secret is shown; store it now.", err=True)
 
 
-def _note_tenant(act: AdminAct, client: OAuthClient) -> None:
+def _note_tenant(act: OperatorAct, client: OAuthClient) -> None:
     if client.tenant_name is not None:
         act.tenant_id = get_tenant(act.session, client.tenant_name).id
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import cached_property, wraps
 from typing import Any, ParamSpec, TypeVar
@@ -16,7 +15,8 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from audit.recorder import AuditConfig, admin_event, load_audit_config, record_event
+from audit.acts import OperatorAct, operator_act
+from audit.recorder import AuditConfig, load_audit_config
 from auth.errors import AuthError
 from config import Settings, SettingsError
 from db.engine import create_db_engine, make_session_factory
@@ -80,45 +80,17 @@ class CliContext:
         with make_session_factory(self.engine)() as session, session.begin():
             yield session
 
-    @contextmanager
-    def act(self, event_type: str, **details: Any) -> Iterator[AdminAct]:
+    def act(self, event_type: str, **details: Any) -> AbstractContextManager[OperatorAct]:
         """An audited administrative act: the change and its audit record commit together;
         a refused act is recorded as a failure in its own transaction."""
-        act = AdminAct(details=dict(details))
-        try:
-            with self.session() as session:
-                act.session = session
-                yield act
-                self._record(session, event_type, act, outcome="success", reason=None)
-        except (AuthError, ModelError, RateLimitError, AuditReadError) as exc:
-            with self.session() as session:
-                self._record(session, event_type, act, outcome="failure", reason=exc.code)
-            raise
-
-    def _record(
-        self, session: Session, event_type: str, act: AdminAct, *, outcome: str, reason: str | None
-    ) -> None:
-        event = admin_event(
+        return operator_act(
+            self.session,
             self.audit_config,
             event_type=event_type,
-            principal_type="operator",
-            principal_id=self.actor,
-            auth_method="local",
-            outcome=outcome,
-            reason_code=reason,
-            tenant_id=act.tenant_id,
-            details=act.details,
+            operator=self.actor,
+            refusals=(AuthError, ModelError, RateLimitError, AuditReadError),
+            **details,
         )
-        record_event(session, self.audit_config, event)
-
-
-@dataclass
-class AdminAct:
-    """What an administrative command changed: filled in by the command, recorded after."""
-
-    details: dict[str, Any]
-    tenant_id: int | None = None
-    session: Session = field(init=False)
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:

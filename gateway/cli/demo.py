@@ -9,11 +9,12 @@ import click
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from audit.acts import OperatorAct
 from auth.api_keys import issue_key
 from auth.errors import TenantNotFound
 from auth.tenants import assign_model, create_tenant, get_tenant
 from db.migrations import upgrade
-from gateway.cli.context import AdminAct, CliContext, echo_json, handle_errors, pass_cli
+from gateway.cli.context import CliContext, echo_json, handle_errors, pass_cli
 from models.errors import ModelNotFound
 from models.registry import get_model
 from models.training import make_house_price_data, make_iris_data, train_model
@@ -51,7 +52,7 @@ def _tenant_id(session: Session, name: str) -> int | None:
 
 
 def _train_demo_model(
-    act: AdminAct, cli: CliContext, name: str, target: str, algorithm: str
+    act: OperatorAct, cli: CliContext, name: str, target: str, algorithm: str
 ) -> None:
     data_dir = cli.settings.data_dir
     frame: pd.DataFrame = make_house_price_data() if name == "house-price" else make_iris_data()

@@ -17,10 +17,10 @@ from auth.api_keys import (
 )
 from auth.durations import parse_duration
 from auth.tenants import get_tenant
+from auth.usage import key_usage
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
-from gateway.presenters import issued_key_json, key_json
-from gateway.usage import key_usage
+from gateway.presenters import issued_key_json, key_json, usage_json
 from ratelimit.counters import open_counters
 from ratelimit.errors import CounterStoreUnavailable
 from ratelimit.policy import POLICY_EXAMPLE
@@ -198,7 +198,9 @@ def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
     with cli.act("key.usage", key_id=key_id) as act:
         act.tenant_id = get_tenant(act.session, get_key(act.session, key_id).tenant_name).id
         try:
-            usage = key_usage(act.session, counters, settings, key_id)
+            usage = key_usage(
+                act.session, counters, key_id, default_policy=settings.default_rate_limit
+            )
         except CounterStoreUnavailable:
             raise click.ClickException(
                 "the rate-limit store (PREDGATE_REDIS_URL) is unreachable"
@@ -209,7 +211,7 @@ def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
 def _echo_usage(key_id: str, usage: list[WindowUsage], as_json: bool) -> None:
     now = time.time()
     if as_json:
-        echo_json({"key_id": key_id, "windows": [u.to_dict(now) for u in usage]})
+        echo_json(usage_json(key_id, usage, now=now))
         return
     echo_table(
         ["window", "policy", "from", "limit", "used", "remaining", "resets in"],

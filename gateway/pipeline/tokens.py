@@ -13,13 +13,14 @@ from flask import current_app
 from flask_jwt_extended import verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError
 
-from auth.errors import AuthenticationFailed, AuthError
+from auth.errors import AuthenticationFailed
 from auth.principal import Principal
 from auth.tokens import (
-    MAX_TOKEN_BYTES,
     check_header,
     check_required_claims,
     check_token_size,
+    decode_token,
+    introspection,
     principal_from_claims,
     pyjwt_reason,
     refuse_token,
@@ -73,61 +74,29 @@ def authenticate_token(credential: str) -> Principal:
 
 
 def decode_access_token(token: str) -> dict[str, Any] | None:
-    """The claims of a token this server issued and would accept now, else None.
-
-    For revocation and introspection, where an unusable token is not an error.
-    """
-    if len(token.encode()) > MAX_TOKEN_BYTES:
-        return None
+    """The claims of a token this server issued and would accept now, else None (for
+    revocation and introspection, where an unusable token is not an error)."""
     runtime = get_runtime()
     settings = runtime.settings
-    try:
-        header = pyjwt.get_unverified_header(token)
-        kid = check_header(header, algorithm=settings.jwt_algorithm)
-        key = runtime.directory.verifying_key(kid, now=utcnow())
-        if key is None:
-            return None
-        claims: dict[str, Any] = pyjwt.decode(
-            token,
-            key,
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.oauth_audience,
-            issuer=settings.oauth_issuer,
-            leeway=current_app.config["JWT_DECODE_LEEWAY"],
-            options={"require": ["exp", "jti", "iat", "sub"]},
-        )
-        check_required_claims(claims, max_lifetime=settings.token_lifetime_seconds)
-    except (pyjwt.InvalidTokenError, AuthenticationFailed):
-        return None
-    return claims
+    return decode_token(
+        token,
+        verifying_key=lambda kid: runtime.directory.verifying_key(kid, now=utcnow()),
+        algorithm=settings.jwt_algorithm,
+        audience=settings.oauth_audience,
+        issuer=settings.oauth_issuer,
+        leeway=current_app.config["JWT_DECODE_LEEWAY"],
+        max_lifetime=settings.token_lifetime_seconds,
+    )
 
 
 def introspect_token(token: str) -> dict[str, Any]:
     """RFC 7662: active with the token's claims if a request with it would be accepted now."""
-    claims = decode_access_token(token)
-    if claims is None:
-        return {"active": False}
     directory = get_runtime().directory
-    try:
-        if directory.token_revoked(str(claims["iss"]), str(claims["jti"])):
-            return {"active": False}
-        principal = principal_from_claims(claims, directory.client_grant)
-    except AuthError:
-        return {"active": False}
-    return {
-        "active": True,
-        "token_type": "Bearer",
-        "scope": " ".join(sorted(principal.scopes)),
-        "client_id": principal.principal_id,
-        "sub": claims["sub"],
-        "aud": claims["aud"],
-        "iss": claims["iss"],
-        "exp": claims["exp"],
-        "iat": claims.get("iat"),
-        "jti": claims["jti"],
-        "tenant": principal.tenant_name,
-        "role": principal.role,
-    }
+    return introspection(
+        decode_access_token(token),
+        token_revoked=directory.token_revoked,
+        client_grant=directory.client_grant,
+    )
 
 
 def init_access_tokens(app: Any) -> None:
