@@ -7,13 +7,15 @@ seq numbers are gap-free and each record's prev_hash is the true previous hash.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from audit.events import RECORD_FIELDS, AuditEvent, format_ts
@@ -99,7 +101,8 @@ def _append_postgresql(
         # The request writer's path, once per batch: straight to psycopg, whose statement
         # handling is all it needs.
         driver = executor.connection.driver_connection
-        row = driver.execute(_PG_APPEND_DRIVER, params).fetchone()  # type: ignore[union-attr]
+        with _driver_errors(executor):
+            row = driver.execute(_PG_APPEND_DRIVER, params).fetchone()  # type: ignore[union-attr]
     else:
         row = executor.execute(_PG_APPEND, params).one()
     if int(row[4]) != len(events):
@@ -122,14 +125,18 @@ def _append_sqlite(
     if hint is not None:
         records = _chain(events, hint)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(
-            _SQLITE_MOVE_HEAD,
-            (records[-1]["seq"], records[-1]["hash"], HEAD_ID, hint.seq, hint.hash),
-        )
-        if cursor.rowcount == 1:
-            cursor.executemany(
-                _SQLITE_INSERT, [_sqlite_row(r, e) for r, e in zip(records, events, strict=True)]
+        with _driver_errors(connection):
+            cursor.execute(
+                _SQLITE_MOVE_HEAD,
+                (records[-1]["seq"], records[-1]["hash"], HEAD_ID, hint.seq, hint.hash),
             )
+            moved = cursor.rowcount == 1
+            if moved:
+                cursor.executemany(
+                    _SQLITE_INSERT,
+                    [_sqlite_row(r, e) for r, e in zip(records, events, strict=True)],
+                )
+        if moved:
             head = Head(
                 records[-1]["seq"], records[-1]["hash"], hint.checkpoint_seq, hint.checkpoint_at
             )
@@ -139,6 +146,23 @@ def _append_sqlite(
             return head
     append_events(connection, events, signer=signer, policy=policy)
     return read_head(connection)
+
+
+@contextlib.contextmanager
+def _driver_errors(connection: Connection) -> Iterator[None]:
+    """Raise a driver's error as SQLAlchemy's (IntegrityError, OperationalError, ... with
+    `connection_invalidated` set when the connection was lost), as if the statement had gone
+    through SQLAlchemy: callers tell a taken event id from a lost commit by those classes."""
+    dialect = connection.dialect
+    dbapi = dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        driver = connection.connection.dbapi_connection
+        lost = dialect.is_disconnect(exc, driver, None)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from exc
 
 
 _SQLITE_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = ? AND seq = ? AND hash = ?"

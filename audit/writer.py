@@ -311,7 +311,8 @@ class GroupCommitWriter:
                 # An event id is taken: a record that was in doubt committed after all. Nothing
                 # of this batch committed; drop the duplicates and send the rest again.
                 self._head_hint = None
-                taken = self._committed_ids(batch, self._connection())
+                with self._engine.connect() as connection:
+                    taken = self._committed_ids(batch, connection)
                 self._requeue(batch, taken)
                 return
             except AppendExpired:
