@@ -9,6 +9,7 @@ COPY models models
 COPY audit audit
 COPY config config
 COPY db db
+COPY ratelimit ratelimit
 COPY migrations migrations
 RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/predgate predgate \
     && mkdir -p /var/lib/predgate && chown predgate /var/lib/predgate

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: install run demo serve test lint format bench clean
+.PHONY: install test-tools run demo serve test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,11 @@ demo: install
 serve: install
 	$(BIN)/predgate serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
+test-tools:
+	scripts/install-test-tools
+
 ## The test suite (SQLite always; PostgreSQL too when PREDGATE_TEST_DATABASE_URL is set).
-test: install
+test: install test-tools
 	$(BIN)/pytest
 
 lint: install

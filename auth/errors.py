@@ -87,3 +87,21 @@ class NoModelAssigned(AuthError):
     code = "no_model_assigned"
     status = 409
     title = "No model assigned"
+
+
+# RFC 6750 §3.1 error codes for a refused bearer credential (API keys are bearer credentials too).
+_BEARER_ERRORS = {
+    "missing_credentials": None,  # no credential at all: the challenge names no error
+    "malformed_credentials": "invalid_request",
+    "insufficient_scope": "insufficient_scope",
+}
+BEARER_REALM = "predgate"
+
+
+def bearer_challenge(code: str) -> str:
+    """The RFC 6750 WWW-Authenticate challenge for a credential refused with `code` (401s, and
+    the 403 of a credential without the scope a route needs)."""
+    error = _BEARER_ERRORS.get(code, "invalid_token")
+    if error is None:
+        return f'Bearer realm="{BEARER_REALM}"'
+    return f'Bearer realm="{BEARER_REALM}", error="{error}"'

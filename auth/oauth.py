@@ -18,10 +18,38 @@ from joserfc.jwk import ECKey, KeySet
 from sqlalchemy.orm import Session
 
 from auth.clients import ClientGrant, client_grant, verify_client_secret
+from auth.principal import ROLE_SCOPES
 from auth.signing_keys import active_private_key
 from auth.tokens import expiry_of, revoke_token
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Where the gateway serves the protocol's endpoints, under the issuer URL.
+ISSUE_PATH = "/oauth/token"
+REVOCATION_PATH = "/oauth/revoke"
+INTROSPECTION_PATH = "/oauth/introspect"
+JWKS_PATH = "/.well-known/jwks.json"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+def server_metadata(issuer: str, *, algorithm: str) -> dict[str, Any]:
+    """The RFC 8414 metadata document: the issuer and URLs under it, from configuration only
+    (never from a request's Host)."""
+    return {
+        "issuer": issuer,
+        "token_endpoint": issuer + ISSUE_PATH,
+        "jwks_uri": issuer + JWKS_PATH,
+        "revocation_endpoint": issuer + REVOCATION_PATH,
+        "introspection_endpoint": issuer + INTROSPECTION_PATH,
+        "grant_types_supported": ["client_credentials"],
+        # RFC 8414 requires the member; with no authorisation endpoint, the one response type
+        # that fits is "none" (OAuth 2.0 Multiple Response Type Encoding Practices): nothing.
+        "response_types_supported": ["none"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "scopes_supported": sorted(set().union(*ROLE_SCOPES.values())),
+        "access_token_signing_alg_values_supported": [algorithm],
+    }
 
 
 class OAuthRequest(Protocol):
@@ -66,12 +94,13 @@ class Client(ClientMixin):  # type: ignore[misc]
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return verify_client_secret(
+        matches = verify_client_secret(
             self._request.session(),
             self._request.server_secret(),
             self.grant.client_id,
             client_secret,
         )
+        return matches and not self.grant.revoked
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in CLIENT_AUTH_METHODS
@@ -83,11 +112,22 @@ class Client(ClientMixin):  # type: ignore[misc]
         return grant_type == "client_credentials"
 
 
-def find_client(request: OAuthRequest, client_id: str) -> Client | None:
-    """The client with that id, unless it does not exist or is revoked."""
+def find_client(request: OAuthRequest, client_id: str) -> Client:
+    """The client with that id. An unknown or revoked id gets a stand-in whose secret is checked
+    with the same queries and hashing and never matches, so the time an answer takes does not
+    tell which client ids exist."""
     grant = client_grant(request.session(), client_id)
     if grant is None or grant.revoked:
-        return None
+        grant = ClientGrant(
+            client_id=client_id,
+            role="none",
+            scopes=frozenset(),
+            tenant_id=None,
+            tenant_name=None,
+            tenant_status=None,
+            tenant_rate_limit=None,
+            revoked=True,
+        )
     return Client(grant, request)
 
 

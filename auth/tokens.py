@@ -71,8 +71,9 @@ def check_header(header: Mapping[str, Any], *, algorithm: str) -> str:
 
 
 def check_required_claims(claims: Mapping[str, Any], *, max_lifetime: int) -> None:
-    """exp and jti must be present (PyJWT verifies exp only when the token carries one), and a
-    token may not claim to live longer than tokens are issued for."""
+    """exp, iat and jti must be present (PyJWT verifies exp and iat only when the token carries
+    them), and exp - iat may not exceed the lifetime tokens are issued for; PyJWT refuses an
+    iat in the future, so a late iat cannot stretch a token either."""
     exp = claims.get("exp")
     if not isinstance(exp, int | float):
         raise refuse_token("token_exp_missing")
@@ -80,8 +81,10 @@ def check_required_claims(claims: Mapping[str, Any], *, max_lifetime: int) -> No
     if not isinstance(jti, str) or not jti or len(jti) > 64:
         raise refuse_token("token_jti_missing")
     iat = claims.get("iat")
-    if isinstance(iat, int | float) and exp - iat > max_lifetime:
-        raise refuse_token("token_claims_invalid")
+    if not isinstance(iat, int | float):
+        raise refuse_token("token_iat_missing")
+    if exp - iat > max_lifetime:
+        raise refuse_token("token_lifetime_too_long", "The access token lives too long.")
 
 
 def pyjwt_reason(exc: Exception) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from config.secrets import SecretError, load_or_create_secret, parse_secret
 from ratelimit.errors import InvalidPolicy
@@ -22,6 +23,10 @@ STORE_FAILURE_MODES = ("closed", "open", "local")
 TOKEN_ALGORITHMS = ("es256",)
 # Clock skew tolerated on exp and nbf; also how long a retired signing key outlives its tokens.
 TOKEN_LEEWAY_SECONDS = 30
+# The gateway's public base URL when PREDGATE_OAUTH_ISSUER is unset: where `make run` serves.
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
+# The token denylist stores the issuer in a column of this width (auth.tables).
+ISSUER_MAX_LENGTH = 200
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # A Redis that stops answering costs a request at most this long before the failure mode applies.
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -55,6 +60,8 @@ class Settings:
     audit_wait_seconds: float = 5.0
     audit_health_checks: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    # How many proxies in front of the gateway append to X-Forwarded-For (nginx alone: 1).
+    trusted_proxy_hops: int = 1
     # Rate limits: policies such as "100/minute;5000/day", where counters live, how to count,
     # and what a request meets when the counter store is unreachable.
     default_rate_limit: str = "600/minute;100000/day"
@@ -64,7 +71,9 @@ class Settings:
     ratelimit_on_store_failure: str = "closed"
     ratelimit_key_prefix: str = "predgate"
     # OAuth2 access tokens (RFC 9068 JWTs): who issues them, for whom, for how long, how signed.
-    oauth_issuer: str = "predgate"
+    # The issuer is the gateway's public base URL: the tokens' `iss`, and the base of every URL
+    # the authorisation server metadata advertises (never the request's Host).
+    oauth_issuer: str = DEFAULT_ISSUER
     oauth_audience: str = "predgate"
     token_lifetime_seconds: int = 900
     jwt_algorithm: str = "ES256"
@@ -137,6 +146,7 @@ class Settings:
             audit_wait_seconds=reader.integer("AUDIT_WAIT_SECONDS", 5, minimum=1, maximum=60),
             audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", False),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            trusted_proxy_hops=reader.integer("TRUSTED_PROXY_HOPS", 1, minimum=1, maximum=5),
             default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", "600/minute;100000/day"),
             unauthenticated_rate_limit=reader.policy("UNAUTHENTICATED_RATE_LIMIT", "30/minute"),
             redis_url=_redis_url(reader.text("REDIS_URL", "")),
@@ -147,7 +157,7 @@ class Settings:
                 "RATELIMIT_ON_STORE_FAILURE", "closed", STORE_FAILURE_MODES
             ),
             ratelimit_key_prefix=_key_prefix(reader.text("RATELIMIT_KEY_PREFIX", "predgate")),
-            oauth_issuer=reader.text("OAUTH_ISSUER", "predgate") or "predgate",
+            oauth_issuer=_issuer(reader.text("OAUTH_ISSUER", "") or DEFAULT_ISSUER),
             oauth_audience=reader.text("OAUTH_AUDIENCE", "predgate") or "predgate",
             token_lifetime_seconds=reader.integer(
                 "TOKEN_LIFETIME_SECONDS", 900, minimum=60, maximum=86400
@@ -181,6 +191,30 @@ def _redis_url(value: str) -> str | None:
             f"{PREFIX}REDIS_URL must start with redis://, rediss:// or redis+unix://"
         )
     return value or None
+
+
+def _issuer(value: str) -> str:
+    """The gateway's public base URL: absolute http(s), with a host, and no credentials, query,
+    fragment or final '/' (tokens' `iss` and the metadata must match it character for character)."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or set(value) & set("?# \t")
+        or len(value) > ISSUER_MAX_LENGTH
+    ):
+        raise SettingsError(
+            f"{PREFIX}OAUTH_ISSUER must be the gateway's public base URL: an absolute http(s) URL "
+            f"without credentials, query or fragment, at most {ISSUER_MAX_LENGTH} characters "
+            "(e.g. https://api.example.com)"
+        )
+    return value.rstrip("/")
 
 
 def _key_prefix(value: str) -> str:

@@ -19,8 +19,8 @@ from gateway.api import (
 )
 from gateway.api.oauth_server import init_oauth_server
 from gateway.errors import init_errors
-from gateway.extensions import spec
 from gateway.logs import configure_logging
+from gateway.openapi import init_openapi
 from gateway.pipeline import init_pipeline
 from gateway.pipeline.tokens import init_access_tokens
 from gateway.runtime import build_runtime, init_runtime
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    app = Flask("predgate")
+    app = Flask("predgate", static_folder=None)  # no static route: every asset is declared
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep the order they are built in
     app.json.compact = True  # type: ignore[attr-defined]
@@ -56,5 +56,5 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
     init_oauth_server(app, settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    spec.register(app)
+    init_openapi(app)  # after the blueprints: the document covers every route
     return app

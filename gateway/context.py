@@ -42,6 +42,9 @@ class Endpoint:
     cost: Callable[[Any, int], int] | None = None
     probe: bool = False  # a liveness/readiness probe: audited only if configured, never waited on
     upload: bool = False  # the body may reach PREDGATE_MAX_MODEL_UPLOAD_BYTES
+    # The view authenticates an OAuth client itself (token, revocation): failures are limited
+    # per address and client id, and refused up front once that budget is spent.
+    client_auth: bool = False
 
 
 @dataclass

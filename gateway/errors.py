@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import Flask, Response, json
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from audit.writer import AuditUnavailable
-from auth.errors import AuthError
+from auth.errors import AuthError, bearer_challenge
 from db.changes import ChangesUnknown
 from gateway.context import current_context
 from models.errors import ModelError
@@ -49,6 +50,10 @@ PUBLIC_DETAILS: dict[str, str] = {
     "model_unavailable": "The assigned model cannot be served right now.",
     "model_not_found": "The assigned model does not exist.",
     "probabilities_unsupported": "Probabilities are available for classifiers only.",
+    "unsupported_model_format": "Upload the model as a skops file (skops.io.dump); a pickle or "
+    "joblib file is registered only by an operator, with `predgate models register`.",
+    "untrusted_model_type": "The skops file holds a type outside the allow-list of supported "
+    "scikit-learn models.",
     "rate_limited": "The rate limit is used up; retry after the number of seconds in Retry-After.",
 }
 DATABASE_UNAVAILABLE = (
@@ -60,6 +65,11 @@ AUDIT_UNAVAILABLE = (
     "audit_unavailable",
     "Audit log unavailable",
     "The request could not be recorded in the audit log, so it was not answered.",
+)
+HTTPS_REQUIRED = (
+    "https_required",
+    "HTTPS required",
+    "OAuth endpoints are served over HTTPS only.",
 )
 # The domain's error bases; each carries code, status and title.
 DomainError = AuthError | ModelError | RateLimitError
@@ -109,6 +119,8 @@ def problem_response(
     }
     body.update(extra or {})
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    if status == 401 or code == "insufficient_scope":
+        response.headers["WWW-Authenticate"] = bearer_challenge(code)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -160,6 +172,12 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     return problem_response(status, code, title, detail, headers=headers)
 
 
+def _handle_insecure_transport(_exc: InsecureTransportError) -> Response:
+    # Authlib serves OAuth over HTTPS only (plain HTTP to loopback aside); behind a proxy that
+    # terminates TLS, the scheme is believed from X-Forwarded-Proto of trusted proxies only.
+    return problem_response(400, *HTTPS_REQUIRED)
+
+
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
     return problem_response(
@@ -176,5 +194,6 @@ def init_errors(app: Flask) -> None:
     for store_failure in (OperationalError, InterfaceError, PoolTimeout, ChangesUnknown):
         app.register_error_handler(store_failure, _handle_store_failure)
     app.register_error_handler(AuditUnavailable, _handle_audit_unavailable)
+    app.register_error_handler(InsecureTransportError, _handle_insecure_transport)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

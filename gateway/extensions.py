@@ -7,13 +7,15 @@ from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
 
 # OpenAPI 3.1 generated from the same pydantic models the request path validates with. Only the
-# document: requests never pass through spectree (gateway.pipeline.endpoint).
+# document: requests never pass through spectree (gateway.pipeline.endpoint), and spectree
+# serves nothing (gateway.openapi completes the document, gateway.api.docs serves it and the
+# page). spectree leaves every route under /<path> out of the document: "spectree" names none.
 spec = SpecTree(
     "flask",
     title="predgate",
     version="v1",
-    path="docs",
-    filename="openapi.json",
+    path="spectree",
+    page_templates={},
     mode="strict",
     annotations=False,
     security_schemes=[
@@ -27,6 +29,14 @@ spec = SpecTree(
             name="ApiKeyHeader",
             data=SecuritySchemeData(
                 type=SecureType.API_KEY, field_in=InType.HEADER, name="X-API-Key"
+            ),
+        ),
+        SecurityScheme(
+            name="ClientSecretBasic",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP,
+                scheme="basic",
+                description="An OAuth client's id and secret (client_secret_basic)",
             ),
         ),
         SecurityScheme(
@@ -48,7 +58,8 @@ spec = SpecTree(
             ),
         ),
     ],
-    security={"ApiKeyBearer": [], "ApiKeyHeader": [], "OAuth2": []},
+    # One credential per request, any of the three (each operation names its scope).
+    security=[{"ApiKeyBearer": []}, {"ApiKeyHeader": []}, {"OAuth2": []}],
 )
 
 # Verifies OAuth2 access tokens; its loaders live in gateway.pipeline.tokens.

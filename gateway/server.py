@@ -18,12 +18,15 @@ from multiprocessing import util as multiprocessing_util
 from flask import Flask
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
 from config import Settings
 
 log = logging.getLogger("predgate.server")
 SHUTDOWN_SECONDS = 20
+CONNECTIONS_PER_WORKER = 1000
+HEADER_READ_TIMEOUT_MS = 10_000
 _served: Settings | None = None  # what `serve` validated; inherited by the forked workers
 
 
@@ -54,7 +57,16 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         workers=workers,
         blocking_threads=threads,
         # Requests beyond the app's threads wait in granian's Rust runtime, not in Python.
-        backpressure=threads,
+        # granian's backpressure counts *connections* a worker accepts (keep-alive and slow
+        # ones included), so it must stay far above the threads: at `threads` a few idle or
+        # slow connections would stop a worker from accepting anyone else.
+        backpressure=CONNECTIONS_PER_WORKER,
+        backlog=CONNECTIONS_PER_WORKER * max(1, workers),
+        # A client gets this long to send its request headers (then the connection is closed,
+        # never having touched Python). granian's header buffer (about 400 KB) stays far above
+        # the app's own limits, so an over-long token is answered by the app itself (401
+        # token_too_large, audited).
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         http=HTTPModes.http1,
         websockets=False,
         respawn_failed_workers=True,

@@ -10,9 +10,18 @@ from models.errors import (
     ModelNotFound,
     ProbabilitiesUnsupported,
     TrainingError,
+    UnsupportedModelFormat,
+    UntrustedModelType,
 )
 from models.inference import LoadedModel, ModelCache, Prediction, load_model
-from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
+from models.registry import (
+    ModelVersion,
+    get_model,
+    list_models,
+    parse_model_ref,
+    register_model,
+    register_upload,
+)
 from models.training import TrainingResult, make_house_price_data, make_iris_data, train_model
 
 __all__ = [
@@ -30,6 +39,8 @@ __all__ = [
     "ProbabilitiesUnsupported",
     "TrainingError",
     "TrainingResult",
+    "UnsupportedModelFormat",
+    "UntrustedModelType",
     "get_model",
     "list_models",
     "load_model",
@@ -37,5 +48,6 @@ __all__ = [
     "make_iris_data",
     "parse_model_ref",
     "register_model",
+    "register_upload",
     "train_model",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from models.errors import ArtifactIntegrityError
 
-SUFFIXES = frozenset({"joblib", "onnx"})
+SUFFIXES = frozenset({"joblib", "onnx", "skops"})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -30,6 +30,13 @@ class ArtifactStore:
         if suffix not in SUFFIXES:
             raise ValueError(f"artifact suffix must be one of {sorted(SUFFIXES)}")
         return self.root / sha[:2] / f"{sha}.{suffix}"
+
+    def holds(self, sha: str, suffix: str) -> bool:
+        """Whether a file with this digest and suffix is present (not whether it is intact)."""
+        try:
+            return self.path_for(sha, suffix).is_file()
+        except ValueError:
+            return False
 
     def put_bytes(self, data: bytes, suffix: str) -> tuple[str, int]:
         """Store bytes under their SHA-256; return (sha256 hex, size). Storing twice is a no-op."""

@@ -38,6 +38,22 @@ class InvalidArtifact(ModelError):
     title = "Invalid model artifact"
 
 
+class UnsupportedModelFormat(InvalidArtifact):
+    """An uploaded file is not in a format the registry loads without unpickling (skops)."""
+
+    code = "unsupported_model_format"
+    status = 415
+    title = "Unsupported model format"
+
+
+class UntrustedModelType(InvalidArtifact):
+    """A skops file names a type outside the allow-list in models.formats."""
+
+    code = "untrusted_model_type"
+    status = 422
+    title = "Untrusted model type"
+
+
 class ArtifactIntegrityError(ModelError):
     """A stored artifact is missing or its SHA-256 differs from its record."""
 

@@ -17,6 +17,7 @@ from models.artifacts import ArtifactStore
 from models.compilation import label_lookup, map_labels, open_session, run_session
 from models.errors import ArtifactIntegrityError, InvalidInput, ProbabilitiesUnsupported
 from models.estimators import Label, plain_label, sklearn_input
+from models.formats import check_trees, load_skops
 from models.registry import ModelVersion
 
 # onnxruntime is not fork-safe (a child forked after importing it hangs at exit), so
@@ -135,8 +136,15 @@ def load_model(store: ArtifactStore, meta: ModelVersion) -> LoadedModel:
         data = store.read_verified(meta.onnx_sha256, "onnx")
         return LoadedModel(meta, session=open_session(data))
     if meta.runtime == "sklearn":
+        # A file's suffix follows its content, and its digest fixes the content: an upload is
+        # stored as skops, so it is built through the allow-list again and never unpickled.
+        if store.holds(meta.artifact_sha256, "skops"):
+            data = store.read_verified(meta.artifact_sha256, "skops")
+            estimator = load_skops(data)
+            check_trees(estimator, len(meta.features))
+            return LoadedModel(meta, estimator=estimator)
         data = store.read_verified(meta.artifact_sha256, "joblib")
-        # Unpickling runs code; these bytes were just proven identical to the registered file.
+        # Unpickling runs code; these bytes were just proven identical to an operator's file.
         return LoadedModel(meta, estimator=joblib.load(io.BytesIO(data)))
     raise ArtifactIntegrityError(f"{meta.ref} has unknown runtime {meta.runtime!r}")
 

@@ -1,4 +1,7 @@
-"""The model registry: immutable, numbered versions of verified, content-addressed artifacts."""
+"""The model registry: immutable, numbered versions of verified, content-addressed artifacts.
+
+Two ways in: an operator's file on the command line (joblib, unpickled, or skops) and an upload
+over HTTP (skops only, never unpickled). Both end in the same checks and the same row."""
 
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ from sqlalchemy.orm import Session
 from db.base import utcnow
 from models.artifacts import ArtifactStore
 from models.compilation import compile_onnx
-from models.errors import InvalidArtifact, InvalidModelRef, ModelNotFound
-from models.estimators import Label, describe_estimator, probe_estimator
+from models.errors import InvalidArtifact, InvalidModelRef, ModelNotFound, UnsupportedModelFormat
+from models.estimators import EstimatorInfo, Label, describe_estimator, probe_estimator
+from models.formats import check_trees, load_skops, sniff_format
 from models.tables import ModelVersionRow
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -73,15 +77,11 @@ def register_model(
     features: Sequence[str] | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
-    """Verify an operator's joblib estimator, compile it to ONNX when possible, add a version.
+    """Verify an operator's joblib or skops file, compile it to ONNX when possible, add a version.
 
     The row is added and flushed; committing is the caller's job.
     """
-    if not MODEL_NAME.match(name):
-        raise InvalidModelRef(
-            "a model name is 1-100 lowercase letters, digits, '.', '_' or '-', "
-            "starting alphanumeric"
-        )
+    _check_name(name)
     recorded_metrics = _json_metrics(metrics)
     try:
         data = Path(artifact_path).read_bytes()
@@ -89,8 +89,12 @@ def register_model(
         raise InvalidArtifact(
             f"cannot read {artifact_path}: {exc.strerror or type(exc).__name__}"
         ) from None
-    # The operator's file is trusted here and only here. Unpickling the very bytes that are
-    # stored means what was checked is what will be served.
+    if sniff_format(data) == "skops":
+        return _add_skops(
+            session, store, name, data, registered_by, features, metrics=recorded_metrics
+        )
+    # The operator's file is trusted here and only here (never over HTTP: register_upload).
+    # Unpickling the very bytes that are stored means what was checked is what will be served.
     try:
         estimator = joblib.load(io.BytesIO(data))
     except Exception as exc:
@@ -98,10 +102,71 @@ def register_model(
             f"{Path(artifact_path).name} is not a loadable joblib file ({type(exc).__name__})"
         ) from None
     info = describe_estimator(estimator, features)
+    return _add_version(
+        session, store, name, estimator, info, (data, "joblib"), registered_by, recorded_metrics
+    )
+
+
+def register_upload(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    name: str,
+    data: bytes,
+    registered_by: str,
+    features: Sequence[str] | None = None,
+) -> ModelVersion:
+    """Verify a model uploaded over HTTP, a skops file only, and add a version as register_model.
+
+    Nothing uploaded is ever unpickled, here or when it is served: a pickle or joblib file is
+    refused by its content (UnsupportedModelFormat), and a skops file is built only from the
+    allow-list in models.formats (UntrustedModelType otherwise).
+    """
+    _check_name(name)
+    kind = sniff_format(data)
+    if kind != "skops":
+        raise UnsupportedModelFormat(
+            f"an uploaded model must be a skops file, and this one is {kind}: a pickle or joblib "
+            "file runs code when loaded, so only an operator registers one, with "
+            "`predgate models register`"
+        )
+    return _add_skops(session, store, name, data, registered_by, features, metrics=None)
+
+
+def _add_skops(
+    session: Session,
+    store: ArtifactStore,
+    name: str,
+    data: bytes,
+    registered_by: str,
+    features: Sequence[str] | None,
+    *,
+    metrics: dict[str, Any] | None,
+) -> ModelVersion:
+    estimator = load_skops(data)
+    info = describe_estimator(estimator, features)
+    # Before anything predicts: scikit-learn trusts a tree's indices (see check_trees).
+    check_trees(estimator, len(info.features))
+    return _add_version(
+        session, store, name, estimator, info, (data, "skops"), registered_by, metrics
+    )
+
+
+def _add_version(
+    session: Session,
+    store: ArtifactStore,
+    name: str,
+    estimator: Any,
+    info: EstimatorInfo,
+    artifact: tuple[bytes, str],
+    registered_by: str,
+    metrics: dict[str, Any] | None,
+) -> ModelVersion:
     sample = probe_estimator(estimator, info)
     compiled = compile_onnx(estimator, info, sample)
 
-    artifact_sha, artifact_size = store.put_bytes(data, "joblib")
+    # The suffix follows the content (joblib or skops): serving picks its loader by it.
+    artifact_sha, artifact_size = store.put_bytes(*artifact)
     onnx_sha = None
     if compiled.onnx is not None:
         onnx_sha, _ = store.put_bytes(compiled.onnx, "onnx")
@@ -118,7 +183,7 @@ def register_model(
         onnx_sha256=onnx_sha,
         onnx_note=compiled.note,
         parity_max_abs_error=compiled.max_abs_error,
-        metrics=recorded_metrics,
+        metrics=metrics,
         # The column holds 200 characters; an operator name longer than that is cut, not refused.
         registered_by=registered_by[:200],
         registered_at=utcnow(),
@@ -149,6 +214,14 @@ def get_model(session: Session, name: str, version: int | None = None) -> ModelV
         which = name if version is None else f"{name}@{version}"
         raise ModelNotFound(f"no registered model {which!r}")
     return _to_version(row)
+
+
+def _check_name(name: str) -> None:
+    if not MODEL_NAME.match(name):
+        raise InvalidModelRef(
+            "a model name is 1-100 lowercase letters, digits, '.', '_' or '-', "
+            "starting alphanumeric"
+        )
 
 
 def _next_version(session: Session, name: str) -> int:

@@ -88,7 +88,7 @@ class KeyLimits:
 class ScopedLimit:
     """One policy and the counter it spends: a key lineage, a tenant or a source address."""
 
-    scope: str  # "key", "tenant" or "address"
+    scope: str  # "key", "tenant", "address" or "client"
     counter: str  # e.g. "key:<lineage id>", never a secret
     policy: str
     source: str  # where the policy was set: "key", "tenant" or "default"
@@ -125,9 +125,14 @@ def resolve_policy(limits: KeyLimits, *, default: str) -> LimitPolicy:
     return LimitPolicy(tuple(scoped))
 
 
-def address_policy(address: str, *, policy: str) -> LimitPolicy:
-    """The limit of a request without a valid credential: counted per source address."""
-    return LimitPolicy((ScopedLimit("address", f"address:{address}", policy, "default"),))
+def address_policy(address: str, *, policy: str, client_id: str | None = None) -> LimitPolicy:
+    """The limit of a request without a valid credential: counted per source address, and for
+    an OAuth client that failed to authenticate also per client id it named (so a client's
+    secret cannot be guessed from many addresses either)."""
+    scoped = [ScopedLimit("address", f"address:{address}", policy, "default")]
+    if client_id is not None:
+        scoped.append(ScopedLimit("client", f"client:{client_id}", policy, "default"))
+    return LimitPolicy(tuple(scoped))
 
 
 @lru_cache(maxsize=4096)

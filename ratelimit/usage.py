@@ -13,7 +13,7 @@ class WindowUsage:
     """One window of one policy, as the counter store sees it now."""
 
     name: str  # e.g. "key-minute"
-    scope: str  # "key", "tenant" or "address"
+    scope: str  # "key", "tenant", "address" or "client"
     policy: str  # the whole policy the window belongs to
     source: str  # where that policy was set: "key", "tenant" or "default"
     limit: int

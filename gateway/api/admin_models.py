@@ -1,14 +1,12 @@
-"""Admin API, models: list, show NAME or NAME@VERSION, register an uploaded joblib file.
+"""Admin API, models: list, show NAME or NAME@VERSION, register an uploaded skops file.
 
 An upload may be up to PREDGATE_MAX_MODEL_UPLOAD_BYTES (every other route keeps
-PREDGATE_MAX_BODY_BYTES); it is written to a private temporary file and handed to the same
-`register_model` as `predgate models register`, which verifies it before anything is stored.
+PREDGATE_MAX_BODY_BYTES). It must be a skops file, built only from the allow-list in
+models.formats: a pickle or joblib file would run code in this process as it loads, so it is
+refused by its content, and an operator registers one with `predgate models register`.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -22,7 +20,8 @@ from gateway.errors import ApiError
 from gateway.pipeline import endpoint
 from gateway.pipeline.bodies import field_path, invalid_inputs, validation_fields
 from gateway.presenters import model_json
-from models.registry import get_model, list_models, parse_model_ref, register_model
+from models.formats import sniff_format
+from models.registry import get_model, list_models, parse_model_ref, register_upload
 
 bp = Blueprint("admin_models", __name__, url_prefix="/admin/v1/models")
 TAGS = ["admin: models"]
@@ -30,7 +29,7 @@ UPLOAD_FIELD = "file"
 
 
 class ModelUpload(StrictBody):
-    """The form fields of a registration; the joblib file goes in the `file` part."""
+    """The form fields of a registration; the skops file goes in the `file` part."""
 
     name: str = Field(max_length=100)
     features: str | None = Field(
@@ -79,20 +78,17 @@ def show(ctx: RequestContext, ref: str) -> ResponseReturnValue:
     tags=TAGS,
 )
 def register(ctx: RequestContext) -> ResponseReturnValue:
-    """Register an uploaded fitted scikit-learn joblib file as the next version of NAME."""
-    with (
-        admin_act(ctx) as act,
-        tempfile.TemporaryDirectory(prefix="predgate-upload-") as folder,
-    ):
+    """Register an uploaded skops file of a fitted scikit-learn model as NAME's next version."""
+    with admin_act(ctx) as act:
         form = _upload_form()
-        act.details["model"] = form.name
-        path = Path(folder) / "model.joblib"
-        request.files[UPLOAD_FIELD].save(path)
-        meta = register_model(
+        data = request.files[UPLOAD_FIELD].read()
+        # Recorded first, so the record of a refused upload says what was sent.
+        act.details.update(model=form.name, format=sniff_format(data))
+        meta = register_upload(
             act.session,
             ctx.runtime.artifacts,
             name=form.name,
-            artifact_path=path,
+            data=data,
             registered_by=actor(ctx),
             features=form.feature_list(),
         )

@@ -1,26 +1,38 @@
-"""GET /openapi.json and GET /docs: the generated OpenAPI 3.1 document and a page to read it."""
+"""GET /openapi.json, GET /docs and the page's assets: the OpenAPI 3.1 document and a page that
+renders it with Swagger UI served by predgate itself (gateway.api.swagger_ui)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+from spectree import Response
 
+from gateway.api.swagger_ui import asset_response, page_response
 from gateway.context import RequestContext
-from gateway.extensions import spec
+from gateway.openapi import openapi_document
 from gateway.pipeline import endpoint
 
 bp = Blueprint("docs", __name__)
+TAGS = ["docs"]
+OK = Response("HTTP_200")
 
 
 @bp.get("/openapi.json")
-@endpoint("docs.read", scope=None, tags=["docs"])
-def openapi_document(ctx: RequestContext) -> ResponseReturnValue:
-    """The OpenAPI 3.1 document, generated from the request and response models."""
-    return jsonify(spec.spec)
+@endpoint("docs.read", scope=None, responses=OK, tags=TAGS)
+def openapi(ctx: RequestContext) -> ResponseReturnValue:
+    """The OpenAPI 3.1 document, generated from the route declarations and their models."""
+    return jsonify(openapi_document())
 
 
 @bp.get("/docs")
-@endpoint("docs.read", scope=None, tags=["docs"])
+@endpoint("docs.read", scope=None, responses=OK, tags=TAGS)
 def docs_page(ctx: RequestContext) -> ResponseReturnValue:
-    """The interactive API documentation."""
-    return redirect("/docs/swagger/", code=302)
+    """The interactive API documentation (HTML); it loads nothing from another origin."""
+    return page_response()
+
+
+@bp.get("/docs/assets/<name>")
+@endpoint("docs.read", scope=None, responses=OK, tags=TAGS)
+def docs_asset(ctx: RequestContext, name: str) -> ResponseReturnValue:
+    """A script, stylesheet or icon of the docs page."""
+    return asset_response(name)

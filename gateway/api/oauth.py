@@ -2,21 +2,37 @@
 (RFC 7662, admins only), the JWKS and the authorisation server metadata (RFC 8414).
 
 Token and revocation authenticate the client themselves (client_secret_basic or _post) and
-answer in RFC 6749 error JSON, as OAuth clients expect; the rest is problem+json.
+answer in RFC 6749 error JSON, as OAuth clients expect; the rest is problem+json. Every URL the
+metadata advertises is built from the configured issuer (PREDGATE_OAUTH_ISSUER, the gateway's
+public base URL), never from the request's Host, which a caller chooses.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from joserfc.jwk import ECKey
 
-from auth.oauth import CLIENT_AUTH_METHODS
-from auth.principal import ROLE_SCOPES
+from auth.oauth import (
+    INTROSPECTION_PATH,
+    ISSUE_PATH,
+    JWKS_PATH,
+    METADATA_PATH,
+    REVOCATION_PATH,
+    server_metadata,
+)
 from auth.signing_keys import published_keys
 from gateway.api.oauth_server import get_authorization_server
+from gateway.api.oauth_shapes import (
+    INTROSPECTION_RESPONSES,
+    JWKS_RESPONSES,
+    METADATA_RESPONSES,
+    REVOCATION_RESPONSES,
+    TOKEN_RESPONSES,
+    IntrospectionRequest,
+    RevocationRequest,
+    TokenRequest,
+)
 from gateway.context import RequestContext
 from gateway.pipeline import endpoint
 from gateway.pipeline.tokens import introspect_token
@@ -27,29 +43,49 @@ TAGS = ["oauth"]
 JWKS_MAX_AGE_SECONDS = 60
 
 
-@bp.post("/oauth/token")
-@endpoint("token.issue", scope=None, tags=TAGS)
+@bp.post(ISSUE_PATH)
+@endpoint(
+    "token.issue",
+    scope=None,
+    client_auth=True,
+    form=TokenRequest,
+    responses=TOKEN_RESPONSES,
+    tags=TAGS,
+)
 def issue_token(ctx: RequestContext) -> ResponseReturnValue:
     """Client credentials grant: a signed RFC 9068 access token, or an RFC 6749 error."""
     return _finish(ctx, get_authorization_server().create_token_response())
 
 
-@bp.post("/oauth/revoke")
-@endpoint("token.revoke", scope=None, tags=TAGS)
+@bp.post(REVOCATION_PATH)
+@endpoint(
+    "token.revoke",
+    scope=None,
+    client_auth=True,
+    form=RevocationRequest,
+    responses=REVOCATION_RESPONSES,
+    tags=TAGS,
+)
 def revoke_token(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 7009: the client revokes one of its tokens; 200 whatever the token was."""
     return _finish(ctx, get_authorization_server().create_endpoint_response("revocation"))
 
 
-@bp.post("/oauth/introspect")
-@endpoint("token.introspect", scope="admin", tags=TAGS)
+@bp.post(INTROSPECTION_PATH)
+@endpoint(
+    "token.introspect",
+    scope="admin",
+    form=IntrospectionRequest,
+    responses=INTROSPECTION_RESPONSES,
+    tags=TAGS,
+)
 def introspect(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 7662 for admins: whether a token would be accepted now, and its claims if so."""
     return jsonify(introspect_token(request.form.get("token", "")))
 
 
-@bp.get("/.well-known/jwks.json")
-@endpoint("http.request", scope=None, tags=TAGS)
+@bp.get(JWKS_PATH)
+@endpoint("http.request", scope=None, responses=JWKS_RESPONSES, tags=TAGS)
 def jwks(ctx: RequestContext) -> ResponseReturnValue:
     """The public keys that verify tokens: the signing key and retired ones still in use."""
     keys = [
@@ -64,26 +100,12 @@ def jwks(ctx: RequestContext) -> ResponseReturnValue:
     return response
 
 
-@bp.get("/.well-known/oauth-authorization-server")
-@endpoint("http.request", scope=None, tags=TAGS)
+@bp.get(METADATA_PATH)
+@endpoint("http.request", scope=None, responses=METADATA_RESPONSES, tags=TAGS)
 def metadata(ctx: RequestContext) -> ResponseReturnValue:
     """RFC 8414 authorisation server metadata."""
     settings = ctx.runtime.settings
-    document: dict[str, Any] = {
-        "issuer": settings.oauth_issuer,
-        "token_endpoint": url_for("oauth.issue_token", _external=True),
-        "jwks_uri": url_for("oauth.jwks", _external=True),
-        "revocation_endpoint": url_for("oauth.revoke_token", _external=True),
-        "introspection_endpoint": url_for("oauth.introspect", _external=True),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
-        "scopes_supported": sorted(set().union(*ROLE_SCOPES.values())),
-        "access_token_signing_alg_values_supported": [settings.jwt_algorithm],
-    }
-    return jsonify(document)
+    return jsonify(server_metadata(settings.oauth_issuer, algorithm=settings.jwt_algorithm))
 
 
 def _finish(ctx: RequestContext, response: Response) -> Response:

@@ -46,7 +46,11 @@ def _echo_registered(meta: ModelVersion) -> None:
 def models_register(
     cli: CliContext, name: str, path: Path, features: str | None, as_json: bool
 ) -> None:
-    """Register a fitted scikit-learn joblib file as the next version of NAME."""
+    """Register a fitted scikit-learn model (a joblib or skops file) as NAME's next version.
+
+    A joblib file is unpickled, so register only files you trust; uploads over HTTP must be
+    skops files.
+    """
     feature_list = [f.strip() for f in features.split(",")] if features else None
     with cli.act("model.register", model=name) as act:
         meta = register_model(

@@ -2,16 +2,22 @@
 route) the steps its `endpoint` declaration asks for, then `finish_request`:
 
     begin_request      1. request id and clock            (RequestContext, one `g` key)
-                       2. body size                       413 on the declared length
+                       2. body size                       413 on the declared length (a
+                                                          chunked body: at step 6)
                        3. no credentials in the URL       400 credentials_in_query
-    run_endpoint       4. resolve the caller              401 / 403 (a refused caller of a
-                                                          limited route is counted by address)
+    run_endpoint       4. resolve the caller              401 / 403 (a refused credential is
+                                                          counted by address; 429 past the
+                                                          limit); an OAuth client's own
+                                                          endpoints: 429 up front when its
+                                                          address or client id has no failed
+                                                          attempt left
                        5. check the route's scope         403 insufficient_scope
-                       6. parse the body / query          400 / 415 / 422
+                       6. parse the body / query          400 / 413 / 415 / 422
                        7. rate limit, cost = rows         422 batch_too_large / 429 / 503
                        8. the view: one domain call       its answer, or a domain error
     finish_request     9. close the database session      (nothing later touches the database)
-                      10. headers                         X-Request-ID, rate-limit headers
+                      10. headers                         X-Request-ID, rate-limit headers,
+                                                          nosniff, no-store unless set
                       11. commit the audit record         503 audit_unavailable if it cannot
                       12. log one line
 
@@ -42,11 +48,14 @@ from gateway.pipeline.bodies import (
     parse_json_body,
     parse_optional_json_body,
     parse_query_args,
+    read_chunked_body,
     refuse_oversized_body,
 )
-from gateway.pipeline.caller import refuse_credentials_in_url, resolve_caller
-from gateway.pipeline.rate_limiting import charge, response_headers
+from gateway.pipeline.caller import oauth_client_id, refuse_credentials_in_url, resolve_caller
+from gateway.pipeline.client_address import TrustedProxies
+from gateway.pipeline.rate_limiting import charge, refuse_spent_failure_budget, response_headers
 from gateway.pipeline.recording import record_response
+from gateway.runtime import get_runtime
 
 REQUEST_ID_HEADER = "X-Request-ID"
 ViewT = TypeVar("ViewT", bound=Callable[..., ResponseReturnValue])
@@ -73,7 +82,9 @@ def run_endpoint(
     ctx.audit.event_type = spec_.event
     caller = None
     if spec_.scope is not None:
-        caller = _resolve(ctx, spec_)  # 4.
+        caller = _resolve(ctx)  # 4.
+    if spec_.client_auth:
+        refuse_spent_failure_budget(ctx, oauth_client_id())  # 4. (the view authenticates)
     try:
         if caller is not None and not caller.has_scope(spec_.scope or ""):  # 5.
             ctx.audit.refused(AUTHORIZATION_DENIED, "insufficient_scope")
@@ -92,7 +103,10 @@ def run_endpoint(
         body = inputs.get("body")
         max_batch = ctx.runtime.settings.max_batch
         charge(ctx, caller, cost=spec_.cost(body, max_batch) if spec_.cost and body else 1)
-    return view(ctx, **inputs, **args)  # 8.
+    answer = view(ctx, **inputs, **args)  # 8.
+    if spec_.client_auth and ctx.audit.reason_code == "invalid_client":
+        charge(ctx, None, cost=1, client_id=oauth_client_id())
+    return answer
 
 
 def finish_request(response: Response) -> Response:
@@ -119,6 +133,7 @@ def endpoint(
     cost: Callable[[Any, int], int] | None = None,
     probe: bool = False,
     upload: bool = False,
+    client_auth: bool = False,
     responses: Responses | None = None,
     tags: list[str] | None = None,
 ) -> Callable[[ViewT], ViewT]:
@@ -135,6 +150,7 @@ def endpoint(
         cost=cost,
         probe=probe,
         upload=upload,
+        client_auth=client_auth,
     )
 
     def decorate(view: ViewT) -> ViewT:
@@ -172,19 +188,19 @@ def _declared_endpoint() -> Endpoint | None:
     return declared if isinstance(declared, Endpoint) else None
 
 
-def _resolve(ctx: RequestContext, spec_: Endpoint) -> Principal:
+def _resolve(ctx: RequestContext) -> Principal:
     try:
         ctx.caller = resolve_caller(ctx.runtime, ctx.audit)
     except AuthError as refused:
         kind = AUTHENTICATION_FAILED if refused.status == 401 else AUTHORIZATION_DENIED
         ctx.audit.refused(kind, refused.code)
-        if spec_.limited:
-            charge(ctx, None, cost=1)  # guessing credentials is slow: counted by address
+        charge(ctx, None, cost=1)  # guessing credentials is slow: counted by address
         raise
     return ctx.caller
 
 
 def _parse_inputs(spec_: Endpoint) -> dict[str, Any]:
+    read_chunked_body()
     inputs: dict[str, Any] = {}
     if spec_.body is not None:
         parse = parse_optional_json_body if spec_.optional_body else parse_json_body
@@ -196,12 +212,22 @@ def _parse_inputs(spec_: Endpoint) -> dict[str, Any]:
 
 def _add_headers(ctx: RequestContext, response: Response) -> None:
     response.headers[REQUEST_ID_HEADER] = ctx.request_id
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if "Cache-Control" not in response.headers:
+        # Answers carry keys, secrets, audit records or a partner's predictions: no cache may
+        # keep one. A route whose answer is public says so itself (the JWKS).
+        response.headers["Cache-Control"] = "no-store"
     for name, value in response_headers(ctx).items():
         response.headers[name] = value
 
 
 def init_pipeline(app: Flask) -> None:
-    """Run begin_request first and finish_request last, for every request."""
+    """Run begin_request first and finish_request last, for every request; believe forwarding
+    headers only from the configured proxies (step 0, before Flask sees the request)."""
+    settings = get_runtime(app).settings
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.trusted_proxies, hops=settings.trusted_proxy_hops
+    )
     app.before_request_funcs.setdefault(None, []).insert(0, begin_request)
     app.after_request(finish_request)
     app.teardown_request(_close_if_still_open)

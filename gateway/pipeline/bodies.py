@@ -3,6 +3,7 @@ models, each refusal with its own problem and never an echo of what was sent."""
 
 from __future__ import annotations
 
+import io
 from typing import TypeVar
 
 from flask import request
@@ -13,19 +14,71 @@ from gateway.errors import ApiError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_FIELD_NAME_SHOWN = 64
 MAX_ERRORS_SHOWN = 20
+CHUNK_BYTES = 65536
+BODY_READ = "predgate.body_read"  # WSGI environ key: the request path has read the body
 
 
 def refuse_oversized_body(limit: int) -> None:
-    """413 on the declared length before anything reads the body; Werkzeug enforces the same
-    limit while reading a body of undeclared length."""
+    """413 on the declared length before anything reads the body (a chunked body is judged by
+    `read_chunked_body` once the caller is known)."""
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            "Payload too large",
-            f"The request body exceeds the limit of {limit} bytes.",
-        )
+        raise _too_large(limit)
+
+
+def read_body() -> bytes:
+    """The body, read once and kept (for the audit record's digest)."""
+    request.environ[BODY_READ] = True
+    return request.get_data(cache=True)
+
+
+def body_already_read() -> bytes | None:
+    """The body if the request path read it, else None: a request refused before its body was
+    needed (401, 404...) is never made to wait for a body a client sends slowly."""
+    return request.get_data(cache=True) if request.environ.get(BODY_READ) else None
+
+
+def read_chunked_body() -> None:
+    """For a chunked body: read it now, 413 past the limit `refuse_oversized_body` set (so it
+    is never cut at the limit and parsed), and hand the rest of the request a body of known
+    length. Runs after the caller is resolved, so a client without a credential cannot hold a
+    thread by sending a chunked body slowly."""
+    limit = request.max_content_length
+    if request.headers.get("Transfer-Encoding") and limit is not None:
+        _buffer_chunked_body(limit)
+
+
+def _buffer_chunked_body(limit: int) -> None:
+    # Werkzeug cuts a stream of undeclared length at the limit without a word, so the JSON in
+    # its first `limit` bytes would be parsed and answered. Read it here instead, one byte past
+    # the limit at most, and hand the rest of the request a body of known length (the digest
+    # in the audit record then covers the whole body that was accepted).
+    environ = request.environ
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(CHUNK_BYTES, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise _too_large(limit)
+    environ[BODY_READ] = True
+    environ["wsgi.input"] = io.BytesIO(b"".join(parts))
+    environ["CONTENT_LENGTH"] = str(size)
+    del environ["HTTP_TRANSFER_ENCODING"]
+    request.__dict__.pop("content_length", None)  # Werkzeug caches it: read it afresh
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        "Payload too large",
+        f"The request body exceeds the limit of {limit} bytes.",
+    )
 
 
 def parse_json_body(model: type[ModelT]) -> ModelT:
@@ -38,7 +91,7 @@ def parse_json_body(model: type[ModelT]) -> ModelT:
             "Send the body as application/json.",
         )
     # Bounded by max_content_length (413 past it); cached for the audit record's digest.
-    raw = request.get_data(cache=True)
+    raw = read_body()
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -68,7 +121,7 @@ def parse_json_body(model: type[ModelT]) -> ModelT:
 
 def parse_optional_json_body(model: type[ModelT]) -> ModelT:
     """An optional JSON body: absent means every field's default."""
-    if not request.content_length and not request.get_data(cache=True):
+    if not request.content_length and not read_body():
         return model()
     return parse_json_body(model)
 

@@ -17,6 +17,7 @@ from db.base import utcnow
 from gateway.pipeline.tokens import authenticate_token
 from gateway.runtime import Runtime
 
+MAX_CLIENT_ID_CHARS = 64
 # Query parameters that look like a credential: refused before anything else happens.
 CREDENTIAL_QUERY_PARAMS = frozenset(
     {"api_key", "apikey", "api-key", "key", "access_token", "token", "x-api-key", "authorization"}
@@ -45,6 +46,15 @@ def presented_credential() -> str:
     if api_key is not None and api_key.strip():
         return api_key.strip()
     raise AuthenticationFailed("missing_credentials", "No credential was presented.")
+
+
+def oauth_client_id() -> str | None:
+    """The client id an OAuth client's request names (HTTP Basic or the form), unverified:
+    only a rate-limit counter's name, so cut to a bounded length."""
+    basic = request.authorization
+    named = basic.username if basic is not None and basic.type == "basic" else None
+    named = named or request.form.get("client_id")
+    return named[:MAX_CLIENT_ID_CHARS] if named else None
 
 
 def resolve_caller(runtime: Runtime, audit: AuditDraft) -> Principal:

@@ -9,7 +9,6 @@ import logging
 import os
 
 from flask import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit.digests import body_digest, tenant_digest_key
 from audit.draft import HttpExchange
@@ -17,6 +16,7 @@ from audit.events import AuditEvent
 from audit.writer import AuditUnavailable
 from gateway.context import RequestContext
 from gateway.errors import AUDIT_UNAVAILABLE, problem_response
+from gateway.pipeline.bodies import body_already_read
 from gateway.pipeline.client_address import client_address
 
 log = logging.getLogger("predgate.audit")
@@ -55,7 +55,7 @@ def request_event(
         method=request.method,
         route=request.url_rule.rule if request.url_rule is not None else None,
         status=response.status_code if response is not None else status or 200,
-        source_ip=client_address(runtime.settings.trusted_proxies),
+        source_ip=client_address(),
         user_agent=request.headers.get("User-Agent"),
         started_at=ctx.started_at,
         duration_ms=ctx.elapsed_ms(),
@@ -70,13 +70,8 @@ def request_event(
 
 
 def _request_digest(ctx: RequestContext, key: bytes) -> str | None:
-    limit = ctx.runtime.settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return None  # refused unread (413); reading it now would defeat the limit
-    if ctx.endpoint is not None and ctx.endpoint.upload:
-        return None  # an upload (a model file) is not read again for a digest
-    try:
-        body = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        return None  # a chunked body past the limit: the request was refused unread
+    # Only a body the request path read (a JSON body it parsed): one refused unread (413, 401,
+    # 404...) is not read now, which would defeat the size limit or let a client that sends
+    # it slowly hold this thread; an upload (a model file) is not read again.
+    body = body_already_read()
     return body_digest(key, body) if body else None

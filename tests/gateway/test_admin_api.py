@@ -3,10 +3,7 @@ with the change), the database row, and the bad inputs it refuses."""
 
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,90 +278,14 @@ def test_clients(client: FlaskClient, admin, session: Session, world: World) -> 
     assert missing.json["code"] == "client_not_found"
 
 
-def test_models_list_show_and_register(
-    client: FlaskClient, admin, session: Session, world: World, model_files: dict[str, Path]
-) -> None:
+def test_models_list_and_show(client: FlaskClient, admin, world: World) -> None:
+    # Registering over HTTP: tests/gateway/test_admin_models.py.
     listed = client.get("/admin/v1/models", headers=admin)
     assert [m["name"] for m in listed.json["models"]] == ["house-price", "iris"]
     shown = client.get("/admin/v1/models/iris@1", headers=admin)
     assert shown.json["artifact_sha256"] == world.iris.artifact_sha256
     assert client.get("/admin/v1/models/iris@2", headers=admin).status_code == 404
     assert client.get("/admin/v1/models/Iris", headers=admin).json["code"] == "invalid_model_ref"
-
-    # Bigger than PREDGATE_MAX_BODY_BYTES (64 KB here), within the upload limit.
-    data = model_files["house-price"].read_bytes()
-    assert len(data) > 64 * 1024
-    registered = client.post(
-        "/admin/v1/models",
-        data={"name": "house-price", "file": part(model_files["house-price"])},
-        headers=admin,
-    )
-    assert registered.status_code == 201, registered.json
-    assert registered.json["version"] == 2
-    record = record_for(session, registered)
-    assert_admin_record(record, "model.register", 201)
-    assert record["details"]["sha256"] == world.house_price.artifact_sha256
-    assert record["details"]["version"] == 2
-    assert record["request_digest"] is None  # the upload is not read again for a digest
-    assigned = client.put(
-        "/admin/v1/tenants/acme/model", json={"model": "house-price@2"}, headers=admin
-    )
-    assert assigned.json["model"] == "house-price@2"
-
-
-def part(path: Path) -> tuple[io.BytesIO, str]:
-    """A file part of a multipart body."""
-    return io.BytesIO(path.read_bytes()), "m.joblib"
-
-
-def _upload(client: FlaskClient, headers: dict[str, str], **fields: Any) -> Any:
-    return client.post(
-        "/admin/v1/models", data=fields, headers=headers, content_type="multipart/form-data"
-    )
-
-
-@pytest.mark.parametrize(
-    ("fields", "status", "code"),
-    [
-        ({"name": "m", "file": "NOT_JOBLIB"}, 422, "invalid_artifact"),
-        ({"name": "m"}, 422, "validation_error"),
-        ({"file": "MODEL"}, 422, "validation_error"),
-        ({"name": "m", "file": "MODEL", "registered_by": "x"}, 422, "validation_error"),
-        ({"name": "Bad Name", "file": "MODEL"}, 422, "invalid_model_ref"),
-    ],
-)
-def test_bad_uploads(client, admin, session, world, model_files, fields, status, code) -> None:
-    parts = dict(fields)
-    if parts.get("file") == "MODEL":
-        parts["file"] = part(model_files["iris"])
-    elif parts.get("file") == "NOT_JOBLIB":
-        parts["file"] = part(Path(__file__))
-    response = _upload(client, admin, **parts)
-    assert response.status_code == status, response.json
-    assert response.json["code"] == code
-    record = record_for(session, response)
-    assert (record["event_type"], record["outcome"]) == ("model.register", "failure")
-    session.rollback()
-    assert session.execute(text("SELECT count(*) FROM model_versions")).scalar_one() == 2
-
-
-def test_upload_must_be_multipart(client: FlaskClient, admin, world) -> None:
-    response = client.post("/admin/v1/models", json={"name": "m"}, headers=admin)
-    assert response.status_code == 415
-
-
-def test_oversized_upload_is_413(
-    settings: Settings, make_app, session: Session, world: World, model_files
-) -> None:
-    client = make_app(replace(settings, max_model_upload_bytes=4096)).test_client()
-    admin = token_headers(client, session, settings, role="admin")
-    response = _upload(client, admin, name="big", file=part(model_files["house-price"]))
-    assert response.status_code == 413
-    assert response.json["code"] == "payload_too_large"
-    assert record_for(session, response)["http_status"] == 413
-    # Every other route keeps the general body limit.
-    big = client.post("/admin/v1/tenants", json={"name": "x" * 70_000}, headers=admin)
-    assert big.status_code == 413
 
 
 def test_change_and_record_commit_together(

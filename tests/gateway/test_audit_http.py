@@ -222,9 +222,17 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(
     assert record_for(session, spoofed)["source_ip"] == "127.0.0.1"
     proxied_app = make_app(replace(settings, trusted_proxies=("127.0.0.0/8",)))
     proxied = proxied_app.test_client().get(
+        "/openapi.json", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+    )
+    # One trusted hop (the default): the entry the proxy appended is the client.
+    assert record_for(session, proxied)["source_ip"] == "203.0.113.9"
+    two_hops = make_app(
+        replace(settings, trusted_proxies=("127.0.0.0/8",), trusted_proxy_hops=2)
+    ).test_client()
+    chained = two_hops.get(
         "/openapi.json", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9, 127.0.0.2"}
     )
-    assert record_for(session, proxied)["source_ip"] == "203.0.113.9"
+    assert record_for(session, chained)["source_ip"] == "203.0.113.9"
 
 
 CANARY_FEATURE = 314159.265358

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
+from audit.digests import body_digest, tenant_digest_key
+from config import Settings
 from tests.conftest import HOUSE, World, bearer
+from tests.gateway.admin_support import record_for
 
 CANARY_VALUE = 987654.321987
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
@@ -131,3 +136,37 @@ def test_every_response_has_a_request_id(client: FlaskClient, world: World) -> N
     ):
         ids.add(response.headers["X-Request-ID"])
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize("extra", [1, 200_000])
+def test_chunked_body_over_the_limit_is_413_although_its_start_is_valid(
+    client: FlaskClient, world: World, settings: Settings, session: Session, extra: int
+) -> None:
+    # Valid JSON padded to exactly the limit, then more: cut at the limit it would be answered.
+    body = json.dumps({"instances": [HOUSE]}).encode()
+    body += b" " * (settings.max_body_bytes - len(body) + extra)
+    response = client.post(
+        "/v1/predict",
+        input_stream=io.BytesIO(body),
+        headers={**bearer(world.acme_key), "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+    )
+    assert_problem(response, 413, "payload_too_large")
+    assert record_for(session, response)["http_status"] == 413
+
+
+def test_chunked_body_within_the_limit_is_answered_and_digested_whole(
+    client: FlaskClient, world: World, settings: Settings, session: Session
+) -> None:
+    body = json.dumps({"instances": [HOUSE]}).encode()
+    body += b" " * (settings.max_body_bytes - len(body))
+    response = client.post(
+        "/v1/predict",
+        input_stream=io.BytesIO(body),
+        headers={**bearer(world.acme_key), "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    record = record_for(session, response)
+    key = tenant_digest_key(settings.secret_key, record["tenant_id"])
+    assert record["request_digest"] == body_digest(key, body)

@@ -99,6 +99,16 @@ CLAIM_CASES = [
     pytest.param({"iss": "https://evil.example"}, "token_issuer_invalid", id="wrong-iss"),
     pytest.param({"aud": "someone-else"}, "token_audience_invalid", id="wrong-aud"),
     pytest.param({"jti": None}, "token_jti_missing", id="jti-missing"),
+    pytest.param({"iat": None}, "token_iat_missing", id="iat-missing"),
+    # Signed by the real key, but living a day: past the issued lifetime, however it is stamped.
+    pytest.param(
+        {"exp": int(time.time()) + 86400}, "token_lifetime_too_long", id="exp-minus-iat-too-long"
+    ),
+    pytest.param(
+        {"iat": int(time.time()) + 86000, "exp": int(time.time()) + 86400},
+        "token_not_yet_valid",
+        id="late-iat-far-exp",
+    ),
     pytest.param({"tenant": "globex"}, "token_claims_invalid", id="tenant-claim-mismatch"),
     pytest.param({"sub": "pgc_0000000000000000"}, "token_claims_invalid", id="sub-not-client"),
 ]

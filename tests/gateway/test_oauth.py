@@ -80,9 +80,9 @@ def test_client_credentials_issue_an_rfc9068_token(
     ("form", "status", "error"),
     [
         ({"client_secret": "wrong"}, 401, "invalid_client"),
-        # Authlib answers an unknown id sent in the body with 400 (RFC 6749 5.2 allows it).
-        ({"client_id": "pgc_0000000000000000"}, 400, "invalid_client"),
-        ({"client_id": "not-a-client"}, 400, "invalid_client"),
+        # An unknown id is answered as a wrong secret is: which ids exist is not revealed.
+        ({"client_id": "pgc_0000000000000000"}, 401, "invalid_client"),
+        ({"client_id": "not-a-client"}, 401, "invalid_client"),
         ({"scope": "admin"}, 400, "invalid_scope"),
         ({"scope": "predict audit:read"}, 400, "invalid_scope"),
         ({"grant_type": "password"}, 400, "unsupported_grant_type"),

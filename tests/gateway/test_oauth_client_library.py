@@ -47,8 +47,11 @@ def test_requests_oauthlib_gets_a_token_and_predicts(
         predgate("clients", "create", "--role", "partner", "--tenant", tenant, "--json").stdout
     )
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     env = {
         "PATH": str(Path(sys.executable).parent),
+        # The metadata advertises URLs under the configured issuer, never the request's Host.
+        "PREDGATE_OAUTH_ISSUER": base,
         "PREDGATE_DATA_DIR": str(settings.data_dir),
         "PREDGATE_DATABASE_URL": settings.database_url,
         "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
@@ -60,7 +63,6 @@ def test_requests_oauthlib_gets_a_token_and_predicts(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(base, server)
         metadata = requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()
