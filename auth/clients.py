@@ -152,7 +152,12 @@ def verify_client_secret(
 ) -> bool:
     """True when the client exists, is not revoked and the secret matches (constant time)."""
     well_formed = _CLIENT_ID_PATTERN.match(client_id) is not None
-    row = session.scalar(select(OAuthClientRow).where(OAuthClientRow.client_id == client_id))
+    # Two columns, no ORM object: a known id costs the same as an unknown one, within the noise.
+    row = session.execute(
+        select(OAuthClientRow.secret_hmac, OAuthClientRow.revoked_at).where(
+            OAuthClientRow.client_id == client_id
+        )
+    ).first()
     expected = row.secret_hmac if row is not None and well_formed else _DUMMY_HMAC
     matches = hmac.compare_digest(hash_client_secret(server_secret, client_id, presented), expected)
     return matches and row is not None and well_formed and row.revoked_at is None
@@ -162,23 +167,33 @@ def client_grant(session: Session, client_id: str) -> ClientGrant | None:
     """A client's role, scopes and tenant as they are now; None when no such client exists."""
     if _CLIENT_ID_PATTERN.match(client_id) is None:
         return None
-    found = session.execute(
-        select(OAuthClientRow, TenantRow)
+    # Plain columns, no ORM objects: cheap, and as cheap for a known id as for an unknown one.
+    row = session.execute(
+        select(
+            OAuthClientRow.client_id,
+            OAuthClientRow.role,
+            OAuthClientRow.scopes,
+            OAuthClientRow.revoked_at,
+            TenantRow.id,
+            TenantRow.name,
+            TenantRow.status,
+            TenantRow.rate_limit,
+        )
         .outerjoin(TenantRow, OAuthClientRow.tenant_id == TenantRow.id)
         .where(OAuthClientRow.client_id == client_id)
     ).first()
-    if found is None:
+    if row is None:
         return None
-    row, tenant = found
+    found_id, role, scopes, revoked_at, tenant_id, tenant_name, tenant_status, tenant_limit = row
     return ClientGrant(
-        client_id=row.client_id,
-        role=row.role,
-        scopes=frozenset(row.scopes.split()),
-        tenant_id=tenant.id if tenant is not None else None,
-        tenant_name=tenant.name if tenant is not None else None,
-        tenant_status=tenant.status if tenant is not None else None,
-        tenant_rate_limit=tenant.rate_limit if tenant is not None else None,
-        revoked=row.revoked_at is not None,
+        client_id=found_id,
+        role=role,
+        scopes=frozenset(scopes.split()),
+        tenant_id=tenant_id,
+        tenant_name=tenant_name,
+        tenant_status=tenant_status,
+        tenant_rate_limit=tenant_limit,
+        revoked=revoked_at is not None,
     )
 
 
