@@ -71,11 +71,13 @@ SETUP = [
     "opened in each worker); same gunicorn",
     "floor on granian: the floor's app under granian (`--workers 2 --blocking-threads 8`), the "
     "server `predgate serve` runs",
-    "predgate embedded: `predgate serve --workers 1 --threads 8` (granian), SQLite, API key",
+    "predgate embedded: `predgate serve --workers 1 --threads 8` (granian; each request read "
+    "whole on the worker's event loop before the app runs it), SQLite, API key",
     "predgate embedded on gunicorn: the same app and data under `gunicorn -w 1 -k gthread "
     "--threads 8`",
-    "predgate scale-out: `predgate serve --workers 2 --threads 8`, PostgreSQL + Redis, API key or "
-    "OAuth2 access token (client credentials, fresh per measurement)",
+    "predgate scale-out: `predgate serve --workers 2 --threads 8 --behind-proxy` (as compose runs "
+    "it behind nginx; nginx itself not measured), PostgreSQL + Redis, API key or OAuth2 access "
+    "token (client credentials, fresh per measurement)",
     "models: rf = RandomForestRegressor(n_estimators=100, max_depth=10), linear = Ridge; fitted "
     "on generated house prices (area, rooms, bathrooms, location); predgate's rate limit "
     "100000000/minute (checked, never reached)",
@@ -215,7 +217,8 @@ def _prepare(
         ),
         Plan(
             "scale-out",
-            lambda log: predgate_server(scale_env, log, workers=2),
+            # As docker-compose.yml runs it: behind nginx, which reads whole requests first.
+            lambda log: predgate_server(scale_env, log, workers=2, behind_proxy=True),
             [_api_key_target("predgate scale-out, API key", scale_out[m]) for m in models]
             + [_jwt_target("predgate scale-out, JWT", scale_out[m]) for m in models],
             backends=True,

@@ -83,7 +83,12 @@ def granian_server(
 
 @contextmanager
 def predgate_server(
-    env: Mapping[str, str], log: Path, *, workers: int, threads: int = 8
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    workers: int,
+    threads: int = 8,
+    behind_proxy: bool = False,
 ) -> Iterator[Server]:
     """`predgate serve` with the data directory and database that `env` names."""
     port = free_port()
@@ -91,6 +96,7 @@ def predgate_server(
         str(BIN / "predgate"),
         "serve",
         *("--port", str(port), "--workers", str(workers), "--threads", str(threads)),
+        *(["--behind-proxy"] if behind_proxy else []),
     ]
     with _serve(command, env, log, port, workers) as server:
         yield server

@@ -1,4 +1,4 @@
-"""`predgate serve`: run the gateway (granian, WSGI)."""
+"""`predgate serve`: run the gateway (granian)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,19 @@ from gateway.server import serve as serve_gateway
 # Requests waiting for their audit commit free the CPU for others; enough threads keep it
 # busy and let the audit writer commit larger groups (measured: bench/audit_throughput.py).
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="A proxy in front reads whole requests before it forwards them (the shipped nginx "
+    "does): skip predgate's own request buffering, for about a fifth less CPU per request. "
+    "Never when clients reach predgate directly: a client sending its body slowly would hold "
+    "a thread.",
+)
 @pass_cli
 @handle_errors
-def serve(cli: CliContext, host: str, port: int, workers: int, threads: int) -> None:
+def serve(
+    cli: CliContext, host: str, port: int, workers: int, threads: int, behind_proxy: bool
+) -> None:
     """Serve the HTTP API (granian: worker processes, each running the app on threads)."""
     if workers > 1 and cli.settings.redis_url is None:
         # Each worker process would keep its own counters and admit the whole limit again.
@@ -30,4 +40,11 @@ def serve(cli: CliContext, host: str, port: int, workers: int, threads: int) -> 
     ensure_at_head(cli.engine)  # refuse an un-migrated database before forking anything
     cli.engine.dispose()
     click.echo(f"predgate serving on http://{host}:{port} ({workers} workers x {threads} threads)")
-    serve_gateway(cli.settings, host=host, port=port, workers=workers, threads=threads)
+    serve_gateway(
+        cli.settings,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        behind_proxy=behind_proxy,
+    )

@@ -10,6 +10,7 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import ApiError
+from gateway.front import BODY_TIMED_OUT
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_FIELD_NAME_SHOWN = 64
@@ -19,8 +20,16 @@ BODY_READ = "predgate.body_read"  # WSGI environ key: the request path has read 
 
 
 def refuse_oversized_body(limit: int) -> None:
-    """413 on the declared length before anything reads the body (a chunked body is judged by
-    `read_chunked_body` once the caller is known)."""
+    """408 when the server stopped waiting for the body (gateway.front); 413 on the declared
+    length before anything reads the body (a chunked body that reached the app still chunked is
+    judged by `read_chunked_body` once the caller is known)."""
+    if request.environ.get(BODY_TIMED_OUT):
+        raise ApiError(
+            408,
+            "request_timeout",
+            "Request timeout",
+            "The request body did not arrive in time; send it without pausing.",
+        )
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)

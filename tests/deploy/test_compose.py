@@ -181,6 +181,16 @@ def test_postgres_accepts_every_connection_the_replicas_may_open(
     assert max_connections >= needed
 
 
+def test_only_nginx_is_reachable_so_the_replicas_may_leave_buffering_to_it(
+    services: dict[str, Any],
+) -> None:
+    # `--behind-proxy` is safe only when every client comes through nginx, which reads whole
+    # requests first: no other service publishes a port.
+    assert "--behind-proxy" in services["gateway"]["command"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"lb"}
+
+
 def test_nginx_follows_the_replicas(services: dict[str, Any]) -> None:
     lb = services["lb"]
     image, _, tag = lb["image"].partition(":")

@@ -6,12 +6,9 @@ nginx fronts the other replica. nginx also drops a client that stops sending its
 body within its 10 s timeouts.
 
 Reached directly, granian reads headers in its Rust runtime (and drops a client that takes more
-than 10 s over them), but hands a request to a Python thread before its body has arrived, and has
-no body timeout: the app reads a body only once the caller's credential verified, so the slow
-bodies sent straight to the replica carry none. A caller *with* a valid credential, or a slow
-form at /oauth/token, can hold threads of a replica reached directly; behind the shipped nginx,
-which buffers whole bodies before it forwards them, it cannot (the nginx target sends its slow
-bodies with a valid key)."""
+than 10 s over them), and predgate's front (gateway/front.py) reads each body on the worker's
+event loop before a thread runs the request, answering 408 when it does not arrive in time; the
+slow bodies carry a valid key, so the app would otherwise read them on its threads."""
 
 from __future__ import annotations
 
@@ -187,11 +184,7 @@ def slow_window(topology: Topology, tmp_path_factory: pytest.TempPathFactory) ->
 def _run_window(targets: dict[str, Target]) -> dict[str, Target]:
     stop = threading.Event()
     kinds = ["headers", "body"] * (SLOW_CONNECTIONS // 2)
-    clients = [
-        SlowClient(target, kind, stop, credential=name == "nginx")
-        for name, target in targets.items()
-        for kind in kinds
-    ]
+    clients = [SlowClient(target, kind, stop) for target in targets.values() for kind in kinds]
     clients += [
         SlowClient(targets["nginx"], kind, stop)
         for kind in ("stalled-headers", "stalled-body")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,15 +17,19 @@ import requests
 from sqlalchemy.orm import Session
 
 from config import Settings
+from gateway.server import BODY_SECONDS
 from tests.conftest import HOUSE, bearer
 from tests.gateway.admin_support import record_for
 from tests.gateway.test_oauth_client_library import PREDGATE, _wait_until_serving
 from tests.ratelimit_support import free_port
 
 
-@pytest.fixture
-def served(settings: Settings, predgate: Callable[..., Any]) -> Iterator[tuple[str, str]]:
-    """(base URL, acme's API key) of a running `predgate serve` with the demo set up."""
+@pytest.fixture(params=["buffered", "behind-proxy"])
+def served(
+    request: pytest.FixtureRequest, settings: Settings, predgate: Callable[..., Any]
+) -> Iterator[tuple[str, str]]:
+    """(base URL, acme's API key) of a running `predgate serve` with the demo set up, reading
+    requests whole itself (the default) or leaving that to a proxy (`--behind-proxy`)."""
     key = json.loads(predgate("demo", "--json").stdout)["tenants"][0]["api_key"]
     port = free_port()
     env = {
@@ -35,7 +40,8 @@ def served(settings: Settings, predgate: Callable[..., Any]) -> Iterator[tuple[s
         "PREDGATE_MAX_BODY_BYTES": str(settings.max_body_bytes),
     }
     server = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--workers", "1", "--threads", "2"],
+        [PREDGATE, "serve", "--port", str(port), "--workers", "1", "--threads", "2"]
+        + (["--behind-proxy"] if request.param == "behind-proxy" else []),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -103,3 +109,38 @@ class _Answer:
 
     def __init__(self, headers: dict[str, str]) -> None:
         self.headers = {"X-Request-ID": headers["x-request-id"]}
+
+
+@pytest.mark.slow
+def test_a_stalled_body_is_answered_408_without_holding_a_thread(
+    served: tuple[str, str], session: Session, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["served"] == "behind-proxy":
+        return  # there a proxy in front is what reads bodies (tests/deploy)
+    base, key = served
+    host, port = base.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=BODY_SECONDS + 10) as connection:
+        connection.sendall(head + b'{"area": 1')  # and then nothing more
+        started = time.monotonic()
+        answer = connection.recv(65536)
+        waited = time.monotonic() - started
+        header_block, _, payload = answer.partition(b"\r\n\r\n")
+        headers = {
+            name.lower(): value
+            for name, _, value in (
+                line.partition(": ") for line in header_block.decode().split("\r\n")[1:]
+            )
+        }
+        while len(payload) < int(headers["content-length"]):
+            payload += connection.recv(65536)
+    assert header_block.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert BODY_SECONDS - 1 <= waited <= BODY_SECONDS + 5
+    assert json.loads(payload)["code"] == "request_timeout"
+    assert (
+        record_for(session, _Answer({"x-request-id": headers["x-request-id"]}))["http_status"]
+        == 408
+    )
