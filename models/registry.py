@@ -81,7 +81,7 @@ def register_model(
 
     The row is added and flushed; committing is the caller's job.
     """
-    _check_name(name)
+    check_model_name(name)
     recorded_metrics = _json_metrics(metrics)
     try:
         data = Path(artifact_path).read_bytes()
@@ -122,7 +122,7 @@ def register_upload(
     refused by its content (UnsupportedModelFormat), and a skops file is built only from the
     allow-list in models.formats (UntrustedModelType otherwise).
     """
-    _check_name(name)
+    check_model_name(name)
     kind = sniff_format(data)
     if kind != "skops":
         raise UnsupportedModelFormat(
@@ -216,7 +216,8 @@ def get_model(session: Session, name: str, version: int | None = None) -> ModelV
     return _to_version(row)
 
 
-def _check_name(name: str) -> None:
+def check_model_name(name: str) -> None:
+    """InvalidModelRef unless `name` is a valid model name (checked before any work is done)."""
     if not MODEL_NAME.match(name):
         raise InvalidModelRef(
             "a model name is 1-100 lowercase letters, digits, '.', '_' or '-', "

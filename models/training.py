@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from models.artifacts import ArtifactStore
 from models.errors import TrainingError
-from models.registry import ModelVersion, register_model
+from models.registry import ModelVersion, check_model_name, register_model
 
 Algorithm = Literal["random-forest", "linear", "logistic"]
 ALGORITHMS: tuple[str, ...] = ("random-forest", "linear", "logistic")
@@ -70,6 +70,7 @@ def train_model(
     refused by name rather than dropped, since dropping it would silently change what the
     model means. Rows with a missing or infinite value in any used column are dropped.
     """
+    check_model_name(name)  # before minutes of training, not after
     if algorithm not in ALGORITHMS:
         raise TrainingError(f"algorithm must be one of {', '.join(ALGORITHMS)}")
     if not 0.0 < test_size < 1.0:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models.artifacts import ArtifactStore
-from models.errors import TrainingError
+from models.errors import InvalidModelRef, TrainingError
 from models.inference import load_model
 from models.registry import get_model
 from models.training import make_house_price_data, make_iris_data, train_model
@@ -280,3 +280,22 @@ def test_iris_data_has_string_species() -> None:
     assert list(frame.columns) == [*IRIS_FEATURES, "species"]
     assert len(frame) == 150
     assert sorted(set(frame["species"])) == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "UPPER", "-leading", "a" * 101, "x@2"])
+def test_a_bad_name_is_refused_before_anything_is_read_or_trained(
+    session: Session, store: ArtifactStore, tmp_path: Path, name: str
+) -> None:
+    steps: list[str] = []
+    missing = tmp_path / "never-read.csv"  # reading it would fail with another message
+    with pytest.raises(InvalidModelRef, match="a model name is"):
+        train_model(
+            session,
+            store,
+            data_path=missing,
+            target="price",
+            name=name,
+            registered_by="t",
+            progress=steps.append,
+        )
+    assert steps == []  # not even "reading ..."
