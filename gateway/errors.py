@@ -137,7 +137,10 @@ def _handle_domain_error(exc: DomainError) -> Response:
         # The message (which file, which digest) is for operators only.
         log.error("domain error %s: %s", exc.code, exc)
     title = getattr(exc, "title", exc.code.replace("_", " ").capitalize())
-    if getattr(exc, "public_message", False):
+    if getattr(exc, "public_detail", None):
+        # Built to be shown: what is wrong, with nothing taken from the request.
+        detail = str(exc.public_detail)  # type: ignore[union-attr]
+    elif getattr(exc, "public_message", False):
         # Messages built only from schema names and limits, never from submitted values.
         detail = str(exc)
     else:

@@ -31,11 +31,19 @@ class InvalidModelRef(ModelError, ValueError):
 
 
 class InvalidArtifact(ModelError):
-    """The file is not a loadable, fitted scikit-learn estimator matching its feature schema."""
+    """The file is not a loadable, fitted scikit-learn estimator matching its feature schema.
+
+    `public_detail` says what is wrong to whoever uploaded it (the problem's detail and the
+    audit record): the message itself unless it names something taken from the file (feature
+    names, type names outside the allow-list, a library's exception text), then `public`."""
 
     code = "invalid_artifact"
     status = 422
     title = "Invalid model artifact"
+
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public_detail = message if public is None else public
 
 
 class UnsupportedModelFormat(InvalidArtifact):

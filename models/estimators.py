@@ -53,7 +53,10 @@ def describe_estimator(obj: object, features: Sequence[str] | None) -> Estimator
     except NotFittedError:
         raise InvalidArtifact(f"{type(obj).__name__} is not fitted") from None
     except TypeError as exc:
-        raise InvalidArtifact(f"{type(obj).__name__} is not a usable estimator: {exc}") from None
+        raise InvalidArtifact(
+            f"{type(obj).__name__} is not a usable estimator: {exc}",
+            public=f"{type(obj).__name__} is not a usable estimator",
+        ) from None
     names = _feature_schema(obj, features)
     if not is_classifier(obj):
         return EstimatorInfo(task="regression", features=names, classes=None)
@@ -128,7 +131,9 @@ def _feature_schema(obj: Any, features: Sequence[str] | None) -> tuple[str, ...]
         if given is not None and given != names:
             raise InvalidArtifact(
                 "--features do not match the feature names the estimator was fitted with "
-                f"({_shown(names)}); omit --features or give exactly these, in this order"
+                f"({_shown(names)}); omit --features or give exactly these, in this order",
+                public="the features given do not match the feature names the estimator was "
+                "fitted with; omit them or give exactly those, in their order",
             )
     elif given is not None:
         names = given
@@ -160,7 +165,10 @@ def _check_names(names: tuple[str, ...]) -> None:
             )
     if len(set(names)) != len(names):
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidArtifact(f"feature names must be unique; repeated: {_shown(duplicates)}")
+        raise InvalidArtifact(
+            f"feature names must be unique; repeated: {_shown(duplicates)}",
+            public=f"feature names must be unique; {len(duplicates)} are repeated",
+        )
 
 
 def _classes(obj: Any) -> tuple[Label, ...]:

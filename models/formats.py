@@ -119,7 +119,12 @@ def load_skops(data: bytes) -> Any:
     refused = sorted(_refused_nodes(schema))
     if refused:
         shown = ", ".join(refused[:10]) + (f", ... ({len(refused)} in all)" if refused[10:] else "")
-        raise UntrustedModelType(f"the skops file holds types outside the allow-list: {shown}")
+        raise UntrustedModelType(
+            f"the skops file holds types outside the allow-list: {shown}",
+            # The names come from the file: said to the uploader only as a count.
+            public=f"the skops file holds {len(refused)} type(s) outside the allow-list of "
+            "supported scikit-learn models (see `predgate models register` for their names)",
+        )
     try:
         # An explicit list, never trusted=True: skops audits the tree again before building.
         return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))

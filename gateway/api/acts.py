@@ -43,9 +43,14 @@ def admin_act(ctx: RequestContext, **details: Any) -> Iterator[AdminAct]:
             act.session, ctx.runtime.audit_config, request_event(ctx, None, status=act.status)
         )
         _commit(ctx, act.session)
-    except BaseException:
+    except BaseException as refused:
         with contextlib.suppress(Exception):
             act.session.rollback()
+        # The record of a refused act says why, as the answer's detail does (domain errors
+        # built to be shown only; never a value from the request).
+        public = getattr(refused, "public_detail", None)
+        if public:
+            act.details["refusal"] = str(public)
         _describe(ctx, act)
         raise
     ctx.recorded_status = act.status

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from flask.testing import FlaskClient
-from sklearn.linear_model import RidgeClassifier
+from sklearn.linear_model import Ridge, RidgeClassifier
 from sklearn.svm import SVR
 from skops.io import dumps
 from sqlalchemy import text
@@ -146,8 +146,11 @@ def test_pickle_upload_runs_no_code(
     response = upload(client, admin, name="evil", file=part(data, "model.joblib"))
     assert not marker.exists()
     record = assert_refused(session, response, 415, "unsupported_model_format")
-    assert record["details"] == {"model": "evil", "format": kind}
-    assert "skops" in response.json["detail"]
+    detail = response.json["detail"]
+    assert "skops" in detail
+    assert kind in detail
+    # The record says why, in the same words.
+    assert record["details"] == {"model": "evil", "format": kind, "refusal": detail}
 
 
 @pytest.mark.parametrize(
@@ -174,7 +177,20 @@ def test_untrusted_skops_upload_runs_no_code(
     response = upload(client, admin, name="evil", file=part(data))
     assert not marker.exists()
     record = assert_refused(session, response, 422, "untrusted_model_type")
-    assert record["details"] == {"model": "evil", "format": "skops"}
+    detail = response.json["detail"]
+    assert "outside the allow-list" in detail
+    # Type names come from the file: counted, never echoed.
+    assert not any(name in detail for name in ("Trap", "eval", "SVR", "hostile"))
+    assert record["details"] == {"model": "evil", "format": "skops", "refusal": detail}
+
+
+def test_an_unusable_model_is_refused_with_its_reason(
+    client: FlaskClient, admin: dict[str, str], session: Session, world: World
+) -> None:
+    response = upload(client, admin, name="unfitted", file=part(dumps(Ridge())))
+    record = assert_refused(session, response, 422, "invalid_artifact")
+    assert response.json["detail"] == "Ridge is not fitted"
+    assert record["details"]["refusal"] == "Ridge is not fitted"
 
 
 @pytest.mark.parametrize(
