@@ -46,6 +46,19 @@ class InvalidArtifact(ModelError):
         self.public_detail = message if public is None else public
 
 
+class ArtifactAlreadyRegistered(ModelError):
+    """The very same file is already a version of this model: registering it again would only
+    add a version that changes nothing."""
+
+    code = "artifact_already_registered"
+    status = 409
+    title = "Artifact already registered"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.public_detail = message  # names only the model and its version
+
+
 class UnsupportedModelFormat(InvalidArtifact):
     """An uploaded file is not in a format the registry loads without unpickling (skops)."""
 

@@ -5,6 +5,7 @@ over HTTP (skops only, never unpickled). Both end in the same checks and the sam
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -21,7 +22,13 @@ from sqlalchemy.orm import Session
 from db.base import utcnow
 from models.artifacts import ArtifactStore
 from models.compilation import compile_onnx
-from models.errors import InvalidArtifact, InvalidModelRef, ModelNotFound, UnsupportedModelFormat
+from models.errors import (
+    ArtifactAlreadyRegistered,
+    InvalidArtifact,
+    InvalidModelRef,
+    ModelNotFound,
+    UnsupportedModelFormat,
+)
 from models.estimators import EstimatorInfo, Label, describe_estimator, probe_estimator
 from models.formats import check_trees, load_skops, sniff_format
 from models.tables import ModelVersionRow
@@ -89,6 +96,7 @@ def register_model(
         raise InvalidArtifact(
             f"cannot read {artifact_path}: {exc.strerror or type(exc).__name__}"
         ) from None
+    refuse_registered_again(session, name, data)
     if sniff_format(data) == "skops":
         return _add_skops(
             session, store, name, data, registered_by, features, metrics=recorded_metrics
@@ -130,7 +138,24 @@ def register_upload(
             "file runs code when loaded, so only an operator registers one, with "
             "`predgate models register`"
         )
+    refuse_registered_again(session, name, data)
     return _add_skops(session, store, name, data, registered_by, features, metrics=None)
+
+
+def refuse_registered_again(session: Session, name: str, data: bytes) -> None:
+    """ArtifactAlreadyRegistered when these exact bytes are already a version of `name` (checked
+    before anything is loaded or compiled)."""
+    sha = hashlib.sha256(data).hexdigest()
+    version = session.scalar(
+        select(ModelVersionRow.version).where(
+            ModelVersionRow.name == name, ModelVersionRow.artifact_sha256 == sha
+        )
+    )
+    if version is not None:
+        raise ArtifactAlreadyRegistered(
+            f"this file is already registered as {name}@{version}; nothing was registered "
+            f"(assign {name}@{version} to serve it)"
+        )
 
 
 def _add_skops(

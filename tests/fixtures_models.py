@@ -13,11 +13,15 @@ from models.training import make_house_price_data, make_iris_data
 
 
 def build_estimators() -> dict[str, Any]:
-    """house-price (forest regressor) and iris (logistic classifier with string classes)."""
+    """house-price (forest regressor), house-price-retrained (the same fitted with another
+    seed: a different file for a next version) and iris (logistic classifier with string
+    classes)."""
     house = make_house_price_data(rows=400, seed=1)
     regressor = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0, n_jobs=1)
     regressor.fit(house.drop(columns=["price"]), house["price"])
+    retrained = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=1, n_jobs=1)
+    retrained.fit(house.drop(columns=["price"]), house["price"])
     iris = make_iris_data()
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     classifier.fit(iris.drop(columns=["species"]), iris["species"])
-    return {"house-price": regressor, "iris": classifier}
+    return {"house-price": regressor, "house-price-retrained": retrained, "iris": classifier}

@@ -239,3 +239,23 @@ def test_oversized_upload_is_413(
     # Every other route keeps the general body limit.
     big = client.post("/admin/v1/tenants", json={"name": "x" * 70_000}, headers=admin)
     assert big.status_code == 413
+
+
+def test_the_same_upload_twice_is_refused_the_second_time(
+    client: FlaskClient,
+    admin: dict[str, str],
+    session: Session,
+    world: World,
+    skops_files: dict[str, bytes],
+) -> None:
+    first = upload(client, admin, name="iris", file=part(skops_files["iris"]))
+    assert first.status_code == 201, first.get_data(as_text=True)
+    again = upload(client, admin, name="iris", file=part(skops_files["iris"]))
+    assert again.status_code == 409
+    assert again.json["code"] == "artifact_already_registered"
+    assert registered_versions(session) == 3  # the world's two and the first upload
+    record = record_for(session, again)
+    assert (record["outcome"], record["reason_code"]) == ("failure", "artifact_already_registered")
+    version = first.json["version"]
+    assert again.json["detail"].startswith(f"this file is already registered as iris@{version}")
+    assert record["details"]["refusal"] == again.json["detail"]

@@ -76,7 +76,7 @@ def test_new_version_is_picked_up_without_restart(
         session,
         artifacts,
         name="house-price",
-        artifact_path=model_files["house-price"],
+        artifact_path=model_files["house-price-retrained"],
         registered_by="test",
     )
     session.commit()
@@ -95,7 +95,7 @@ def test_pinned_version_stays_pinned(
         session,
         artifacts,
         name="house-price",
-        artifact_path=model_files["house-price"],
+        artifact_path=model_files["house-price-retrained"],
         registered_by="test",
     )
     session.commit()
@@ -113,3 +113,21 @@ def test_tenant_without_model_gets_clear_error(client: FlaskClient, session, set
     response = client.post("/v1/predict", json=HOUSE, headers=bearer(key.api_key))
     assert response.status_code == 409
     assert response.get_json()["code"] == "no_model_assigned"
+
+
+def test_the_same_file_is_not_registered_twice(
+    world: World, session, artifacts, model_files
+) -> None:
+    from models.errors import ArtifactAlreadyRegistered
+    from models.registry import list_models, register_model
+
+    before = [m.ref for m in list_models(session)]
+    with pytest.raises(ArtifactAlreadyRegistered, match=r"already registered as house-price@1"):
+        register_model(
+            session,
+            artifacts,
+            name="house-price",
+            artifact_path=model_files["house-price"],
+            registered_by="test",
+        )
+    assert [m.ref for m in list_models(session)] == before
