@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from sqlalchemy import bindparam, text
 
 from tests.deploy.nginx import SHIPPED, Nginx, adapt
 from tests.propagation import deployment as propagation
-from tests.propagation.deployment import PREDGATE, THREADS, WORKERS, Deployment, Gateway
+from tests.propagation.deployment import Deployment, Gateway
 
 # Where nginx connects from here; in compose, the Docker networks the file trusts.
 TRUSTED_PROXIES = "127.0.0.1/32"
@@ -90,22 +89,5 @@ def restart_replica(gateway: Gateway, env: dict[str, str]) -> None:
     """Start a replica again on its port, as compose's restart policy starts its container."""
     if gateway.process.poll() is None:
         raise AssertionError(f"replica {gateway.name} is still running")
-    with gateway.log_path.open("ab") as log:
-        gateway.process = subprocess.Popen(
-            [
-                PREDGATE,
-                "serve",
-                "--port",
-                str(gateway.port),
-                "--workers",
-                str(WORKERS),
-                "--threads",
-                str(THREADS),
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    gateway.start(env)
     gateway.wait_ready(time.monotonic() + READY_SECONDS)

@@ -4,11 +4,7 @@ from a running `predgate serve` and calls POST /v1/predict with it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,21 +15,7 @@ from requests_oauthlib import OAuth2Session
 from config import Settings
 from tests.conftest import HOUSE
 from tests.ratelimit_support import free_port
-
-PREDGATE = str(Path(sys.executable).with_name("predgate"))
-START_SECONDS = 20
-
-
-def _wait_until_serving(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "predgate serve exited"
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            time.sleep(0.05)
-    raise AssertionError(f"predgate serve did not answer within {START_SECONDS} s")
+from tests.serving_support import start_serving
 
 
 def test_requests_oauthlib_gets_a_token_and_predicts(
@@ -48,23 +30,13 @@ def test_requests_oauthlib_gets_a_token_and_predicts(
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": str(Path(sys.executable).parent),
+    server, _ = start_serving(
+        settings,
+        port=port,
         # The metadata advertises URLs under the configured issuer, never the request's Host.
-        "PREDGATE_OAUTH_ISSUER": base,
-        "PREDGATE_DATA_DIR": str(settings.data_dir),
-        "PREDGATE_DATABASE_URL": settings.database_url,
-        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
-        "PREDGATE_INSTANCE_ID": "oauth-client-test",
-    }
-    server = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--threads", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={"PREDGATE_OAUTH_ISSUER": base, "PREDGATE_INSTANCE_ID": "oauth-client-test"},
     )
     try:
-        _wait_until_serving(base, server)
         metadata = requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()
         oauth = OAuth2Session(client=BackendApplicationClient(client_id=created["client_id"]))
         token = oauth.fetch_token(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +15,7 @@ from sqlalchemy import text
 from config import Settings
 from db.engine import create_db_engine
 from tests.conftest import HOUSE, bearer
-from tests.gateway.test_oauth_client_library import PREDGATE, _wait_until_serving
-from tests.ratelimit_support import free_port
+from tests.serving_support import start_serving
 
 
 @pytest.mark.slow
@@ -25,22 +23,8 @@ def test_a_graceful_stop_signs_a_final_checkpoint(
     settings: Settings, predgate: Callable[..., Any]
 ) -> None:
     key = json.loads(predgate("demo", "--json").stdout)["tenants"][0]["api_key"]
-    port = free_port()
-    env = {
-        "PREDGATE_DATA_DIR": str(settings.data_dir),
-        "PREDGATE_DATABASE_URL": settings.database_url,
-        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
-        "PREDGATE_LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--workers", "1", "--threads", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_serving(settings)
     try:
-        _wait_until_serving(base, server)
         answered = requests.post(f"{base}/v1/predict", json=HOUSE, headers=bearer(key), timeout=10)
         assert answered.status_code == 200
     finally:

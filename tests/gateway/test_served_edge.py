@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,8 +19,7 @@ from config import Settings
 from gateway.server import BODY_SECONDS
 from tests.conftest import HOUSE, bearer
 from tests.gateway.admin_support import record_for
-from tests.gateway.test_oauth_client_library import PREDGATE, _wait_until_serving
-from tests.ratelimit_support import free_port
+from tests.serving_support import start_serving
 
 
 @pytest.fixture(params=["buffered", "behind-proxy"])
@@ -31,24 +29,12 @@ def served(
     """(base URL, acme's API key) of a running `predgate serve` with the demo set up, reading
     requests whole itself (the default) or leaving that to a proxy (`--behind-proxy`)."""
     key = json.loads(predgate("demo", "--json").stdout)["tenants"][0]["api_key"]
-    port = free_port()
-    env = {
-        "PREDGATE_DATA_DIR": str(settings.data_dir),
-        "PREDGATE_DATABASE_URL": settings.database_url,
-        "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
-        "PREDGATE_LOG_LEVEL": "WARNING",
-        "PREDGATE_MAX_BODY_BYTES": str(settings.max_body_bytes),
-    }
-    server = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--workers", "1", "--threads", "2"]
-        + (["--behind-proxy"] if request.param == "behind-proxy" else []),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server, base = start_serving(
+        settings,
+        *(["--behind-proxy"] if request.param == "behind-proxy" else []),
+        env={"PREDGATE_MAX_BODY_BYTES": str(settings.max_body_bytes)},
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(base, server)
         yield base, key
     finally:
         server.terminate()

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 from urllib.parse import quote
 
+import pytest
 import redis
 import requests
 from sqlalchemy import Engine, bindparam, create_engine, text
@@ -257,6 +258,17 @@ def _run_cli_child(main: Callable[[], None], argv: list[str], out: int, err: int
         os._exit(code)  # never the host's exit handlers
 
 
+def service_urls() -> tuple[str, str]:
+    """The test PostgreSQL and Redis URLs; the test is skipped without them (CI sets both)."""
+    database_url = os.environ.get("PREDGATE_TEST_DATABASE_URL")
+    if not database_url:
+        pytest.skip("PREDGATE_TEST_DATABASE_URL is not set: replicas share PostgreSQL")
+    redis_url = os.environ.get("PREDGATE_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("PREDGATE_TEST_REDIS_URL is not set: several workers need Redis")
+    return database_url, redis_url
+
+
 # --- the gateways ------------------------------------------------------------------------
 
 
@@ -269,7 +281,11 @@ class Gateway:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._terminated = False
-        with log_path.open("ab") as log:
+        self.start(env)
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start `predgate serve` on this replica's port (again, after it was killed)."""
+        with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
                     PREDGATE,

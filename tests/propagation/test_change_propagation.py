@@ -10,7 +10,6 @@ stamped in its transaction before it committed, it is an upper bound. Both must 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 
@@ -24,6 +23,7 @@ from tests.propagation.deployment import (
     explain,
     progress_printer,
     run_kind,
+    service_urls,
     table,
 )
 
@@ -38,12 +38,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Two gateways of two workers on an isolated schema and Redis prefix, with subjects."""
-    database_url = os.environ.get("PREDGATE_TEST_DATABASE_URL")
-    if not database_url:
-        pytest.skip("PREDGATE_TEST_DATABASE_URL is not set: replicas share PostgreSQL")
-    redis_url = os.environ.get("PREDGATE_TEST_REDIS_URL")
-    if not redis_url:
-        pytest.skip("PREDGATE_TEST_REDIS_URL is not set: several workers need Redis")
+    database_url, redis_url = service_urls()
     with deployment(database_url, redis_url, tmp_path_factory.mktemp("propagation")) as running:
         running.prepare(KINDS, TRIALS)
         yield running
