@@ -20,6 +20,9 @@ class ModelVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     task: Mapped[str] = mapped_column(String(20))  # "regression" | "classification"
     features: Mapped[list[str]] = mapped_column(JSON)
+    # Per feature, in `features` order: type, categories, whether it may be missing
+    # (models.features.FeatureSpec); NULL for versions registered before types were recorded.
+    feature_schema: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     # Class labels as plain JSON scalars, in the estimator's classes_ order.
     classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     artifact_sha256: Mapped[str] = mapped_column(String(64))
