@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from models.serving import ServedPrediction
 
-FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Any JSON scalar: the model's feature schema (models.features) says which type each feature
+# takes, so a wrong type is refused naming the feature, and an unknown feature as unknown.
+FeatureValue = StrictFloat | StrictInt | StrictStr | StrictBool | None
 
 
 class PredictRequest(BaseModel):
@@ -30,13 +32,15 @@ class PredictRequest(BaseModel):
     __pydantic_extra__: dict[str, FeatureValue] = Field(init=False)
 
     instances: list[dict[str, FeatureValue]] | None = Field(
-        default=None, description="A batch of records, each mapping feature name to number."
+        default=None,
+        description="A batch of records, each mapping feature name to its value (GET /v1/model "
+        "gives each feature's type).",
     )
     return_probabilities: StrictBool = Field(
         default=False, description="Also return class probabilities (classifiers only)."
     )
 
-    def records(self) -> list[dict[str, float]]:
+    def records(self) -> list[dict[str, FeatureValue]]:
         """The records to predict, whichever form the body used."""
         single = dict(self.model_extra or {})
         if self.instances is not None:
@@ -76,11 +80,27 @@ class PredictResponse(BaseModel):
         return answer
 
 
+class FeatureSpecOut(BaseModel):
+    """One feature of the model: its type, whether it may be null or left out, its categories."""
+
+    name: str
+    type: str = Field(description="number, integer, boolean or string")
+    nullable: bool
+    categories: list[Any] | None = None
+    unknown_categories: bool | None = Field(
+        default=None, description="Whether a value outside `categories` is accepted."
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     version: int
     task: str
     features: list[str]
+    feature_schema: list[FeatureSpecOut]
+    request_schema: dict[str, Any] = Field(
+        description="JSON Schema of one record of a predict request to this model."
+    )
     classes: list[Any] | None
     runtime: str
 

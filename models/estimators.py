@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, is_classifier
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from models.errors import InvalidArtifact
+from models.feature_types import infer_feature_specs
+from models.features import FeatureSpec, ModelInput
 
 Label = int | str | float
 SAMPLE_ROWS = 64
@@ -29,19 +32,23 @@ class EstimatorInfo:
     task: str
     features: tuple[str, ...]
     classes: tuple[Label, ...] | None
+    specs: tuple[FeatureSpec, ...]
 
 
 @dataclass(frozen=True)
 class Sample:
     """Synthetic rows and the estimator's own answers for them, the reference for parity."""
 
-    rows: NDArray[np.float64]
+    rows: ModelInput
     predictions: list[Label]
     probabilities: NDArray[np.float64] | None
 
 
-def describe_estimator(obj: object, features: Sequence[str] | None) -> EstimatorInfo:
-    """Check that obj is a fitted estimator with a usable feature schema, and describe it."""
+def describe_estimator(
+    obj: object, features: Sequence[str] | None, declared: Mapping[str, str] | None = None
+) -> EstimatorInfo:
+    """Check that obj is a fitted estimator with a usable feature schema, and describe it
+    (`declared`: feature types known from the training data, such as integer or boolean)."""
     if not isinstance(obj, BaseEstimator):
         raise InvalidArtifact(
             f"the file holds a {type(obj).__name__}, not a scikit-learn estimator or Pipeline"
@@ -58,18 +65,26 @@ def describe_estimator(obj: object, features: Sequence[str] | None) -> Estimator
             public=f"{type(obj).__name__} is not a usable estimator",
         ) from None
     names = _feature_schema(obj, features)
+    specs = infer_feature_specs(obj, names, declared)
     if not is_classifier(obj):
-        return EstimatorInfo(task="regression", features=names, classes=None)
-    return EstimatorInfo(task="classification", features=names, classes=_classes(obj))
+        return EstimatorInfo(task="regression", features=names, classes=None, specs=specs)
+    return EstimatorInfo(task="classification", features=names, classes=_classes(obj), specs=specs)
 
 
-def sklearn_input(estimator: Any, rows: NDArray[np.float64]) -> Any:
-    """Rows as the estimator expects them: a DataFrame when it was fitted with column names."""
+def sklearn_input(estimator: Any, rows: ModelInput) -> Any:
+    """Rows as the estimator expects them: a DataFrame when it was fitted with column names
+    (text columns as objects, NaN where missing), else the number matrix."""
     names = getattr(estimator, "feature_names_in_", None)
-    if names is None:
-        return rows
-    # Same columns as at fit time, so scikit-learn neither warns nor reorders.
-    return pd.DataFrame(rows, columns=[str(n) for n in names])
+    if names is None and not rows.texts:
+        return rows.numbers
+    columns = [str(n) for n in names] if names is not None else None
+    frame = pd.DataFrame(rows.numbers, columns=columns)
+    for j, values in rows.texts.items():
+        # Same columns as at fit time, so scikit-learn neither warns nor reorders.
+        frame[frame.columns[j]] = pd.Series(
+            [np.nan if v is None else v for v in values], dtype=object
+        )
+    return frame
 
 
 def plain_label(value: Any) -> Label:
@@ -83,19 +98,21 @@ def plain_label(value: Any) -> Label:
 
 def probe_estimator(estimator: Any, info: EstimatorInfo, *, seed: int = 0) -> Sample:
     """Predict synthetic rows with scikit-learn, checking outputs have the shape we serve."""
-    rows = sample_rows(estimator, len(info.features), seed=seed)
+    rows = sample_rows(estimator, info.specs, seed=seed)
     data = sklearn_input(estimator, rows)
     try:
         raw = np.asarray(estimator.predict(data))
     except Exception as exc:
         # Only the type: the message of an arbitrary estimator could quote its input.
         raise InvalidArtifact(
-            f"predict failed on numeric sample rows ({type(exc).__name__}); predgate serves "
-            "models that take only numeric features"
+            f"predict failed on sample rows built from its feature schema "
+            f"({type(exc).__name__}): a column the model reads as text must be encoded inside "
+            "the model (OneHotEncoder or OrdinalEncoder in a ColumnTransformer), and a column "
+            "with gaps needs an imputer or a model that takes missing values"
         ) from None
     if raw.ndim == 2 and raw.shape[1] == 1:
         raw = raw.reshape(-1)
-    if raw.ndim != 1 or raw.shape[0] != rows.shape[0]:
+    if raw.ndim != 1 or raw.shape[0] != rows.rows:
         raise InvalidArtifact(f"predict returned shape {list(raw.shape)}; one output is served")
     if info.classes is None:
         predictions: list[Label] = [float(v) for v in raw.astype(np.float64)]
@@ -107,20 +124,45 @@ def probe_estimator(estimator: Any, info: EstimatorInfo, *, seed: int = 0) -> Sa
     probabilities = None
     if hasattr(estimator, "predict_proba"):
         probabilities = np.asarray(estimator.predict_proba(data), dtype=np.float64)
-        if probabilities.shape != (rows.shape[0], len(info.classes)):
+        if probabilities.shape != (rows.rows, len(info.classes)):
             raise InvalidArtifact(f"predict_proba returned shape {list(probabilities.shape)}")
     return Sample(rows=rows, predictions=predictions, probabilities=probabilities)
 
 
 def sample_rows(
-    estimator: Any, n_features: int, *, count: int = SAMPLE_ROWS, seed: int = 0
-) -> NDArray[np.float64]:
-    """Random rows spread over the inputs the estimator was fitted on, exact in float32."""
+    estimator: Any, specs: Sequence[FeatureSpec], *, count: int = SAMPLE_ROWS, seed: int = 0
+) -> ModelInput:
+    """Random rows over the inputs the estimator was fitted on: numbers spread around what it
+    learnt (not exact in float32, so a float32 cast shows), known and, where accepted, unknown
+    categories, and missing values where a feature may be missing."""
     rng = np.random.default_rng(seed)
-    loc, scale = _input_spread(estimator, n_features)
-    rows = rng.normal(loc, scale, size=(count, n_features))
-    # ONNX computes in float32: rows it can represent exactly make both runtimes see the same input.
-    return rows.astype(np.float32).astype(np.float64)
+    n = len(specs)
+    loc, scale = _input_spread(estimator, n)
+    numbers = rng.normal(loc, scale, size=(count, n))
+    texts: dict[int, list[str | None]] = {}
+    for j, spec in enumerate(specs):
+        if spec.type == "integer":
+            numbers[:, j] = np.rint(numbers[:, j])
+        elif spec.type == "boolean":
+            numbers[:, j] = rng.integers(0, 2, count)
+        if spec.categories is not None:
+            choices: list[Any] = list(spec.categories)
+            if spec.unknown_categories or not choices:
+                choices.append("\u2400unseen" if spec.type == "string" else -12345.0)
+            picked = [choices[i] for i in rng.integers(0, len(choices), count)]
+            if spec.type == "string":
+                texts[j] = [str(v) for v in picked]
+                numbers[:, j] = np.nan
+            else:
+                numbers[:, j] = np.asarray(picked, dtype=np.float64)
+        if spec.nullable:
+            # Every fourth row has this feature missing, the rows differing per feature.
+            gaps = (np.arange(count) + j) % 4 == 0
+            if j in texts:
+                texts[j] = [None if gap else v for gap, v in zip(gaps, texts[j], strict=True)]
+            else:
+                numbers[gaps, j] = np.nan
+    return ModelInput(numbers=numbers, texts=texts)
 
 
 def _feature_schema(obj: Any, features: Sequence[str] | None) -> tuple[str, ...]:
@@ -195,7 +237,9 @@ def _input_spread(
     loc = np.zeros(n_features)
     scale = np.ones(n_features)
     first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
-    if _has_shape(first, "mean_", n_features) and _has_shape(first, "scale_", n_features):
+    if isinstance(first, ColumnTransformer):
+        _column_spread(first, loc, scale)
+    elif _has_shape(first, "mean_", n_features) and _has_shape(first, "scale_", n_features):
         loc = np.asarray(first.mean_, dtype=np.float64)
         scale = np.asarray(first.scale_, dtype=np.float64)
     elif _has_shape(first, "data_min_", n_features) and _has_shape(first, "data_max_", n_features):
@@ -211,6 +255,25 @@ def _input_spread(
     bad = ~np.isfinite(loc) | ~np.isfinite(scale) | (scale <= 0)
     loc[bad], scale[bad] = 0.0, 1.0
     return loc, scale
+
+
+def _column_spread(
+    transformer: ColumnTransformer, loc: NDArray[np.float64], scale: NDArray[np.float64]
+) -> None:
+    # Columns scaled inside a ColumnTransformer: sample around what each scaler learnt.
+    names = [str(n) for n in getattr(transformer, "feature_names_in_", [])]
+    for _, part, columns in transformer.transformers_:
+        steps = [s for _, s in part.steps] if isinstance(part, Pipeline) else [part]
+        scaler = next((s for s in steps if hasattr(s, "mean_") and hasattr(s, "scale_")), None)
+        if scaler is None or scaler.mean_ is None:
+            continue
+        selected = np.atleast_1d(columns)
+        if selected.dtype == bool:
+            selected = np.flatnonzero(selected)
+        index = [names.index(c) if isinstance(c, str) else int(c) for c in selected.tolist()]
+        if len(index) == len(scaler.mean_):
+            loc[index] = np.asarray(scaler.mean_, dtype=np.float64)
+            scale[index] = np.asarray(scaler.scale_, dtype=np.float64)
 
 
 def _split_thresholds(

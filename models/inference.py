@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from models.artifacts import ArtifactStore
 from models.compilation import label_lookup, map_labels, open_session, run_session
 from models.errors import ArtifactIntegrityError, InvalidInput, ProbabilitiesUnsupported
 from models.estimators import Label, plain_label, sklearn_input
+from models.features import ModelInput
 from models.formats import check_trees, load_skops
 from models.registry import ModelVersion
 
@@ -25,7 +25,6 @@ from models.registry import ModelVersion
 if TYPE_CHECKING:
     import onnxruntime
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 CacheKey = tuple[str, int, str, str | None]
 
 
@@ -58,37 +57,28 @@ class LoadedModel:
         self._has_proba = hasattr(estimator, "predict_proba")
         self._lookup = label_lookup(meta.classes) if meta.classes is not None else {}
 
-    def predict(self, rows: NDArray[np.float64], *, probabilities: bool) -> Prediction:
-        """Predict rows given in meta.features order; probabilities only for classifiers."""
+    def predict(
+        self, rows: ModelInput | NDArray[np.float64], *, probabilities: bool
+    ) -> Prediction:
+        """Predict validated rows (in meta.features order); probabilities only for classifiers.
+        A bare matrix is rows of numbers only."""
+        if not isinstance(rows, ModelInput):
+            rows = ModelInput(numbers=np.asarray(rows, dtype=np.float64), texts={})
         if probabilities and self.meta.classes is None:
             raise ProbabilitiesUnsupported(f"{self.meta.ref} is a regressor")
         if probabilities and self._estimator is not None and not self._has_proba:
             raise ProbabilitiesUnsupported(f"{self.meta.ref} has no predict_proba")
-        matrix = self._checked(rows)
-        if matrix.shape[0] == 0:
+        width = len(self.meta.features)
+        if rows.numbers.ndim != 2 or rows.numbers.shape[1] != width:
+            raise InvalidInput(f"rows must have shape [n, {width}], not {list(rows.numbers.shape)}")
+        if rows.rows == 0:
             return Prediction(predictions=[], probabilities=[] if probabilities else None)
         if self._session is not None:
-            return self._predict_onnx(self._session, matrix, probabilities)
-        return self._predict_sklearn(matrix, probabilities)
-
-    def _checked(self, rows: NDArray[np.float64]) -> NDArray[np.float64]:
-        matrix = np.asarray(rows, dtype=np.float64)
-        width = len(self.meta.features)
-        if matrix.ndim != 2 or matrix.shape[1] != width:
-            raise InvalidInput(f"rows must have shape [n, {width}], not {list(matrix.shape)}")
-        if matrix.size == 0:
-            return matrix
-        # Two reductions answer both questions (NaN fails every comparison).
-        low, high = float(matrix.min()), float(matrix.max())
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise InvalidInput("rows must hold finite numbers only")
-        # ONNX reads float32: a larger magnitude would silently become infinity.
-        if self._session is not None and max(-low, high) > _FLOAT32_MAX:
-            raise InvalidInput("values must lie within the float32 range")
-        return matrix
+            return self._predict_onnx(self._session, rows, probabilities)
+        return self._predict_sklearn(rows, probabilities)
 
     def _predict_onnx(
-        self, session: onnxruntime.InferenceSession, rows: NDArray[np.float64], probabilities: bool
+        self, session: onnxruntime.InferenceSession, rows: ModelInput, probabilities: bool
     ) -> Prediction:
         first, second = run_session(session, rows)
         if self.meta.classes is None:
@@ -101,7 +91,7 @@ class LoadedModel:
             raise RuntimeError(f"ONNX model {self.meta.ref} returned no probabilities")
         return Prediction(predictions=labels, probabilities=self._keyed(second))
 
-    def _predict_sklearn(self, rows: NDArray[np.float64], probabilities: bool) -> Prediction:
+    def _predict_sklearn(self, rows: ModelInput, probabilities: bool) -> Prediction:
         data = sklearn_input(self._estimator, rows)
         raw = np.asarray(self._estimator.predict(data))
         if self.meta.classes is None:

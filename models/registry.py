@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from models.errors import (
     UnsupportedModelFormat,
 )
 from models.estimators import EstimatorInfo, Label, describe_estimator, probe_estimator
+from models.features import FeatureSpec, numeric_specs
 from models.formats import check_trees, load_skops, sniff_format
 from models.tables import ModelVersionRow
 
@@ -46,6 +47,7 @@ class ModelVersion:
     task: str  # "regression" | "classification"
     features: tuple[str, ...]
     classes: tuple[Label, ...] | None
+    specs: tuple[FeatureSpec, ...]  # per feature: type, categories, may it be missing
     artifact_sha256: str
     artifact_size: int
     runtime: str  # "onnx" | "sklearn"
@@ -83,8 +85,11 @@ def register_model(
     registered_by: str,
     features: Sequence[str] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    feature_types: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ModelVersion:
-    """Verify an operator's joblib or skops file, compile it to ONNX when possible, add a version.
+    """Verify an operator's joblib or skops file, compile it to ONNX when possible, add a version
+    (`feature_types`: integer or boolean features, as the training data showed them).
 
     The row is added and flushed; committing is the caller's job.
     """
@@ -99,7 +104,15 @@ def register_model(
     refuse_registered_again(session, name, data)
     if sniff_format(data) == "skops":
         return _add_skops(
-            session, store, name, data, registered_by, features, metrics=recorded_metrics
+            session,
+            store,
+            name,
+            data,
+            registered_by,
+            features,
+            metrics=recorded_metrics,
+            feature_types=feature_types,
+            progress=progress,
         )
     # The operator's file is trusted here and only here (never over HTTP: register_upload).
     # Unpickling the very bytes that are stored means what was checked is what will be served.
@@ -109,9 +122,17 @@ def register_model(
         raise InvalidArtifact(
             f"{Path(artifact_path).name} is not a loadable joblib file ({type(exc).__name__})"
         ) from None
-    info = describe_estimator(estimator, features)
+    info = describe_estimator(estimator, features, feature_types)
     return _add_version(
-        session, store, name, estimator, info, (data, "joblib"), registered_by, recorded_metrics
+        session,
+        store,
+        name,
+        estimator,
+        info,
+        (data, "joblib"),
+        registered_by,
+        recorded_metrics,
+        progress,
     )
 
 
@@ -167,13 +188,15 @@ def _add_skops(
     features: Sequence[str] | None,
     *,
     metrics: dict[str, Any] | None,
+    feature_types: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ModelVersion:
     estimator = load_skops(data)
-    info = describe_estimator(estimator, features)
+    info = describe_estimator(estimator, features, feature_types)
     # Before anything predicts: scikit-learn trusts a tree's indices (see check_trees).
     check_trees(estimator, len(info.features))
     return _add_version(
-        session, store, name, estimator, info, (data, "skops"), registered_by, metrics
+        session, store, name, estimator, info, (data, "skops"), registered_by, metrics, progress
     )
 
 
@@ -186,9 +209,12 @@ def _add_version(
     artifact: tuple[bytes, str],
     registered_by: str,
     metrics: dict[str, Any] | None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ModelVersion:
     sample = probe_estimator(estimator, info)
+    progress(f"compiling to ONNX and checking parity on {len(sample.predictions)} sample rows")
     compiled = compile_onnx(estimator, info, sample)
+    progress(compiled.note)
 
     # The suffix follows the content (joblib or skops): serving picks its loader by it.
     artifact_sha, artifact_size = store.put_bytes(*artifact)
@@ -201,6 +227,7 @@ def _add_version(
         version=_next_version(session, name),
         task=info.task,
         features=list(info.features),
+        feature_schema=[spec.to_json() for spec in info.specs],
         classes=None if info.classes is None else list(info.classes),
         artifact_sha256=artifact_sha,
         artifact_size=artifact_size,
@@ -276,6 +303,11 @@ def _to_version(row: ModelVersionRow) -> ModelVersion:
         task=row.task,
         features=tuple(row.features),
         classes=None if row.classes is None else tuple(row.classes),
+        specs=(
+            numeric_specs(row.features)
+            if row.feature_schema is None
+            else tuple(FeatureSpec.from_json(spec) for spec in row.feature_schema)
+        ),
         artifact_sha256=row.artifact_sha256,
         artifact_size=row.artifact_size,
         runtime=row.runtime,

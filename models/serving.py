@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from models.catalog import ModelCatalog
-from models.features import feature_schema
+from models.features import JsonScalar, feature_schema
 from models.inference import ModelCache, Prediction
 from models.registry import ModelVersion
 
@@ -28,17 +28,17 @@ def predict_records(
     *,
     model_name: str,
     model_version: int | None,
-    records: Sequence[Mapping[str, float]],
+    records: Sequence[Mapping[str, JsonScalar]],
     batched: bool,
     probabilities: bool,
     max_batch: int,
 ) -> ServedPrediction:
     """Predict records with a registered model (latest version when `model_version` is None)."""
     meta = catalog.version(model_name, model_version)
-    matrix = feature_schema(meta.features).to_matrix(records, max_batch=max_batch, batched=batched)
+    rows = feature_schema(meta.specs).to_input(records, max_batch=max_batch, batched=batched)
     loaded = cache.get(meta)
     return ServedPrediction(
         model=meta,
-        prediction=loaded.predict(matrix, probabilities=probabilities),
+        prediction=loaded.predict(rows, probabilities=probabilities),
         rows=len(records),
     )

@@ -12,13 +12,15 @@ from typing import Any, Literal
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sqlalchemy.orm import Session
 
 from models.artifacts import ArtifactStore
@@ -35,8 +37,8 @@ GRID_FOLDS = 3
 # Modest forests: the demo trains in seconds on two cores, and the ONNX file stays small.
 FOREST_PARAMS: dict[str, Any] = {"n_estimators": 60, "max_depth": 12, "min_samples_leaf": 2}
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "random-forest": {"n_estimators": [50, 100], "max_depth": [None, 8]},
-    "logistic": {"logisticregression__C": [0.1, 1.0, 10.0]},
+    "random-forest": {"model__n_estimators": [50, 100], "model__max_depth": [None, 8]},
+    "logistic": {"model__C": [0.1, 1.0, 10.0]},
 }
 
 
@@ -64,11 +66,13 @@ def train_model(
     progress: Callable[[str], None] = lambda _: None,
     random_state: int = 0,
 ) -> TrainingResult:
-    """Fit on a CSV file's numeric columns, measure on a held-out split, register the model.
+    """Fit on a CSV file, measure on a held-out split, register the model.
 
-    Every column other than the target is a feature and must be numeric: a text column is
-    refused by name rather than dropped, since dropping it would silently change what the
-    model means. Rows with a missing or infinite value in any used column are dropped.
+    Every column other than the target is a feature. The exported model is a Pipeline that
+    takes the raw values partners send: text columns are one-hot encoded inside it (an unseen
+    category encodes as none of the known ones), and a column with gaps in the data gets an
+    imputer (median for numbers, most frequent for text), so the registered schema lets that
+    feature be missing. Rows without a target are dropped.
     """
     check_model_name(name)  # before minutes of training, not after
     if algorithm not in ALGORITHMS:
@@ -77,12 +81,13 @@ def train_model(
         raise TrainingError("test_size must lie strictly between 0 and 1")
     progress(f"reading {data_path}")
     frame = _read_csv(Path(data_path))
-    features, x, y, dropped = _prepare(frame, target, Path(data_path).name)
-    progress(f"{len(x)} complete rows, {dropped} dropped for missing values")
+    columns, x, y, dropped = _prepare(frame, target, Path(data_path).name)
+    features = columns.features
+    progress(f"{len(x)} rows with a target, {dropped} dropped without one; {columns.describe()}")
     task = _task(algorithm, y, target)
     y = _labels(y) if task == "classification" else y.astype(np.float64)
     x_train, x_test, y_train, y_test = _split(x, y, task, test_size, random_state, progress)
-    estimator = _estimator(algorithm, task, random_state)
+    estimator = _estimator(algorithm, task, random_state, columns)
     progress(f"fitting {type(estimator).__name__} ({task}) on {len(x_train)} rows")
     fitted, best_params = _fit(estimator, algorithm, task, grid, x_train, y_train, progress)
     metrics = _metrics(task, y_test, fitted.predict(x_test))
@@ -103,6 +108,8 @@ def train_model(
             artifact_path=artifact,
             registered_by=registered_by,
             metrics=metrics,
+            feature_types=columns.declared_types(),
+            progress=progress,
         )
     progress(f"registered {version.ref} (runtime {version.runtime})")
     return TrainingResult(
@@ -158,25 +165,92 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise TrainingError(f"cannot read {path.name} as CSV ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The feature columns of a training file, by how the pipeline treats them."""
+
+    features: list[str]
+    text: list[str]
+    boolean: list[str]
+    integer: list[str]
+    with_gaps: list[str]
+
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if c not in self.text]
+
+    def declared_types(self) -> dict[str, str]:
+        """Types the fitted pipeline cannot tell (it sees every number as a float)."""
+        types = {c: "integer" for c in self.integer}
+        types.update({c: "boolean" for c in self.boolean})
+        return types
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.features)} features: {len(self.text)} text (one-hot encoded), "
+            f"{len(self.boolean)} yes/no, {len(self.features) - len(self.text) - len(self.boolean)}"
+            f" numeric; {len(self.with_gaps)} with gaps (imputed)"
+        )
+
+
 def _prepare(
     frame: pd.DataFrame, target: str, file_name: str
-) -> tuple[list[str], pd.DataFrame, pd.Series, int]:
+) -> tuple[Columns, pd.DataFrame, pd.Series, int]:
     if target not in frame.columns:
         raise TrainingError(f"{file_name} has no column {target!r}")
     features = [str(c) for c in frame.columns if c != target]
     if not features:
         raise TrainingError(f"{file_name} has no feature column besides {target!r}")
-    text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if text:
-        shown = ", ".join(repr(c) for c in text[:10])
-        raise TrainingError(
-            f"feature columns must be numeric; {shown} {'is' if len(text) == 1 else 'are'} not: "
-            "drop or encode them before training"
-        )
-    used = frame[[*features, target]].replace([np.inf, -np.inf], np.nan).dropna()
+    target_values = frame[target]
+    if pd.api.types.is_numeric_dtype(target_values):
+        target_values = target_values.replace([np.inf, -np.inf], np.nan)
+    used = frame[target_values.notna()]
     if len(used) < MIN_ROWS:
-        raise TrainingError(f"{len(used)} complete rows; at least {MIN_ROWS} are needed")
-    return features, used[features].astype(np.float64), used[target], len(frame) - len(used)
+        raise TrainingError(f"{len(used)} rows with a target; at least {MIN_ROWS} are needed")
+    x = pd.DataFrame(index=used.index)
+    text: list[str] = []
+    boolean: list[str] = []
+    integer: list[str] = []
+    for name in features:
+        column = used[name]
+        as_bool = _booleans(column)
+        if as_bool is not None:
+            x[name] = as_bool
+            boolean.append(name)
+        elif pd.api.types.is_numeric_dtype(column):
+            values = column.astype(np.float64).replace([np.inf, -np.inf], np.nan)
+            x[name] = values
+            whole = values.dropna()
+            if pd.api.types.is_integer_dtype(column) or (
+                len(whole) and bool(np.all(np.mod(whole.to_numpy(), 1.0) == 0.0))
+            ):
+                integer.append(name)
+        else:
+            x[name] = pd.Series(
+                [v if isinstance(v, str) and v.strip() else np.nan for v in column],
+                index=used.index,
+                dtype=object,
+            )
+            text.append(name)
+        if x[name].isna().all():
+            raise TrainingError(f"column {name!r} holds no value in any row with a target")
+    gaps = [name for name in features if x[name].isna().any()]
+    columns = Columns(features, text, boolean, integer, gaps)
+    return columns, x, used[target], len(frame) - len(used)
+
+
+def _booleans(column: pd.Series) -> pd.Series | None:
+    """A yes/no column as 0.0/1.0 (NaN where empty), or None when it is not one."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype(np.float64)
+    if pd.api.types.is_numeric_dtype(column):
+        return None
+    words = {"true": 1.0, "false": 0.0}
+    present = column.dropna()
+    if len(present) == 0 or not all(
+        isinstance(v, str) and v.strip().lower() in words for v in present
+    ):
+        return None
+    return column.map(lambda v: words[v.strip().lower()] if isinstance(v, str) else np.nan)
 
 
 def _task(algorithm: str, y: pd.Series, target: str) -> str:
@@ -236,15 +310,40 @@ def _split(
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def _estimator(algorithm: str, task: str, random_state: int) -> Any:
+def _estimator(algorithm: str, task: str, random_state: int, columns: Columns) -> Pipeline:
     if algorithm == "linear":
-        return LinearRegression()
-    if algorithm == "logistic":
-        return make_pipeline(
-            StandardScaler(), LogisticRegression(max_iter=1000, random_state=random_state)
-        )
-    forest = RandomForestClassifier if task == "classification" else RandomForestRegressor
-    return forest(**FOREST_PARAMS, random_state=random_state, n_jobs=1)
+        model: Any = LinearRegression()
+    elif algorithm == "logistic":
+        model = LogisticRegression(max_iter=1000, random_state=random_state)
+    else:
+        forest = RandomForestClassifier if task == "classification" else RandomForestRegressor
+        model = forest(**FOREST_PARAMS, random_state=random_state, n_jobs=1)
+    scaled = algorithm == "logistic"
+    parts: list[tuple[str, Any, list[str]]] = []
+    numeric = columns.numeric()
+    for name, group in (
+        ("numbers", [c for c in numeric if c not in columns.with_gaps]),
+        ("numbers_with_gaps", [c for c in numeric if c in columns.with_gaps]),
+    ):
+        steps: list[tuple[str, Any]] = []
+        if name == "numbers_with_gaps":
+            steps.append(("impute", SimpleImputer(strategy="median")))
+        if scaled:
+            steps.append(("scale", StandardScaler()))
+        if group:
+            parts.append((name, Pipeline(steps) if steps else "passthrough", group))
+    for name, group in (
+        ("text", [c for c in columns.text if c not in columns.with_gaps]),
+        ("text_with_gaps", [c for c in columns.text if c in columns.with_gaps]),
+    ):
+        encode: list[tuple[str, Any]] = [
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False))
+        ]
+        if name == "text_with_gaps":
+            encode.insert(0, ("impute", SimpleImputer(strategy="most_frequent")))
+        if group:
+            parts.append((name, Pipeline(encode), group))
+    return Pipeline([("columns", ColumnTransformer(parts)), ("model", model)])
 
 
 def _fit(
@@ -271,7 +370,7 @@ def _fit(
     except Exception as exc:
         # The type only: scikit-learn's messages can quote data values.
         raise TrainingError(f"fitting failed ({type(exc).__name__})") from None
-    best = {key: _plain(value) for key, value in search.best_params_.items()}
+    best = {key.removeprefix("model__"): _plain(v) for key, v in search.best_params_.items()}
     progress(f"best parameters: {best}")
     return search.best_estimator_, best
 

@@ -133,9 +133,6 @@ def test_probabilities_refused_for_regressors_and_scoreless_classifiers(
     [
         (np.ones((2, 3)), "shape"),
         (np.ones(4), "shape"),
-        (np.array([[1.0, np.nan, 1.0, 1.0]]), "finite"),
-        (np.array([[1.0, np.inf, 1.0, 1.0]]), "finite"),
-        (np.array([[1e300, 1.0, 1.0, 1.0]]), "float32"),
     ],
 )
 def test_bad_rows_are_refused_without_values(

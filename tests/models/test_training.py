@@ -81,7 +81,7 @@ def test_logistic_with_grid_search(session: Session, store: ArtifactStore, iris_
         registered_by="t",
     )
     assert result.model_version.runtime == "onnx"
-    assert result.metrics["best_params"]["logisticregression__C"] in {0.1, 1.0, 10.0}
+    assert result.metrics["best_params"]["C"] in {0.1, 1.0, 10.0}
     assert result.metrics["accuracy"] > 0.8
 
 
@@ -135,7 +135,7 @@ def test_integer_target_with_few_values_is_classified(
     assert result.rows_used == 119
 
 
-def test_incomplete_rows_are_dropped(
+def test_gaps_are_imputed_and_rows_without_target_dropped(
     session: Session, store: ArtifactStore, tmp_path: Path
 ) -> None:
     frame = make_house_price_data(rows=100, seed=5)
@@ -152,7 +152,10 @@ def test_incomplete_rows_are_dropped(
         algorithm="linear",
         registered_by="t",
     )
-    assert (result.rows_used, result.rows_dropped) == (97, 3)
+    assert (result.rows_used, result.rows_dropped) == (99, 1)
+    specs = {spec.name: spec for spec in result.model_version.specs}
+    assert specs["area"].nullable and not specs["rooms"].nullable
+    assert (specs["rooms"].type, specs["area"].type) == ("integer", "number")
 
 
 def test_trained_model_predicts_the_tutorial_request(
@@ -181,19 +184,33 @@ def test_missing_target_column(session: Session, store: ArtifactStore, house_csv
     assert (caught.value.code, caught.value.status) == ("training_failed", 422)
 
 
-def test_text_feature_column_is_named(
+def test_text_columns_are_encoded_inside_the_model(
     session: Session, store: ArtifactStore, tmp_path: Path
 ) -> None:
-    frame = make_house_price_data(rows=50).assign(city="Lyon")
-    with pytest.raises(TrainingError, match="'city' is not"):
-        train_model(
-            session,
-            store,
-            data_path=_csv(tmp_path, frame),
-            target="price",
-            name="x",
-            registered_by="t",
-        )
+    frame = make_house_price_data(rows=300, seed=7)
+    rng = np.random.default_rng(7)
+    frame["city"] = rng.choice(["Lyon", "Paris", "Nice"], len(frame))
+    frame.loc[frame.index[::10], "city"] = np.nan
+    frame["pool"] = rng.choice(["true", "false"], len(frame))
+    messages: list[str] = []
+    result = train_model(
+        session,
+        store,
+        data_path=_csv(tmp_path, frame),
+        target="price",
+        name="cities",
+        registered_by="t",
+        progress=messages.append,
+    )
+    meta = result.model_version
+    specs = {spec.name: spec for spec in meta.specs}
+    assert specs["city"].type == "string" and specs["city"].nullable
+    assert set(specs["city"].categories or ()) == {"Lyon", "Paris", "Nice"}
+    assert specs["city"].unknown_categories
+    assert specs["pool"].type == "boolean" and not specs["pool"].nullable
+    assert meta.runtime == "onnx", meta.onnx_note
+    assert any("1 text (one-hot encoded)" in m for m in messages)
+    assert any("ONNX parity ok" in m for m in messages)
 
 
 @pytest.mark.parametrize(
