@@ -34,6 +34,7 @@ class ClientNotFound(AuthError):
     code = "client_not_found"
     status = 404
     title = "OAuth client not found"
+    public_detail = "No OAuth client has this id."
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def create_client(
     if role == PARTNER and tenant_name is None:
         raise InvalidArgument("a partner client needs a tenant")
     if role != PARTNER and tenant_name is not None:
-        raise InvalidArgument(f"an {role} client belongs to no tenant")
+        raise InvalidArgument(f"a client with the {role} role belongs to no tenant")
     granted = _checked_scopes(role, scopes)
     tenant_id = get_tenant(session, tenant_name).id if tenant_name is not None else None
     client_id = CLIENT_PREFIX + secrets.token_hex(8)
@@ -204,7 +205,8 @@ def _checked_scopes(role: str, scopes: Sequence[str] | None) -> tuple[str, ...]:
     wanted = {scope.strip() for scope in scopes if scope.strip()}
     if not wanted or not wanted <= allowed:
         raise InvalidArgument(
-            f"the scopes of a {role} client are one or more of: {', '.join(sorted(allowed))}"
+            f"the scopes of a client with the {role} role are one or more of: "
+            f"{', '.join(sorted(allowed))}"
         )
     return tuple(sorted(wanted))
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 
 class AuthError(Exception):
-    """Base of every error this package raises."""
+    """Base of every error this package raises.
+
+    Over HTTP the problem's detail is the class's `public_detail` (a fixed sentence) when it
+    has one, else the message when `public_message` is set, else a fixed sentence of the
+    gateway's; messages may name what was asked for (a tenant, a key id) for the CLI and logs.
+    """
 
     code = "auth_error"
     status = 400
     title = "Request refused"
+    public_message = False
+    public_detail: str | None = None
 
 
 class AuthenticationFailed(AuthError):
@@ -55,6 +62,7 @@ class TenantNotFound(AuthError):
     code = "tenant_not_found"
     status = 404
     title = "Tenant not found"
+    public_detail = "No tenant has this name."
 
 
 class TenantExists(AuthError):
@@ -63,6 +71,7 @@ class TenantExists(AuthError):
     code = "tenant_exists"
     status = 409
     title = "Tenant exists"
+    public_detail = "A tenant with this name exists already."
 
 
 class KeyNotFound(AuthError):
@@ -71,14 +80,20 @@ class KeyNotFound(AuthError):
     code = "key_not_found"
     status = 404
     title = "API key not found"
+    public_detail = "No API key has this id."
 
 
 class InvalidArgument(AuthError):
-    """An administrative argument is malformed (name, duration, label)."""
+    """An administrative argument is malformed (name, duration, label) or not allowed in the
+    current state (rotating a revoked key).
+
+    The message is the problem's detail: it states the rule that was broken, in words built
+    from field names and limits only, never from a submitted value."""
 
     code = "invalid_argument"
     status = 422
     title = "Invalid argument"
+    public_message = True
 
 
 class NoModelAssigned(AuthError):

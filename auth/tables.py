@@ -17,7 +17,8 @@ class TenantRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
-    # The assigned model: a name, and a pinned version or NULL for "the latest version".
+    # The assigned model: a name, and a pinned version or NULL for the NAME@latest channel
+    # (each version registered is served at once); assigning a bare NAME pins its latest.
     model_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Rate-limit policy ("100/minute;5000/day"): the default for the tenant's keys and the

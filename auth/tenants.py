@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auth.assignments import UNCHANGED, describe_assignment
 from auth.errors import InvalidArgument, NoModelAssigned, TenantExists, TenantNotFound
 from auth.tables import TenantRow
 from db.base import utcnow
-from models.registry import get_model
+from models.errors import InvalidModelRef, ModelNotFound
+from models.registry import ModelVersion, get_model, parse_model_ref
 from ratelimit.policy import normalize_policy
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# The channel that follows a model's newest version, stored as a NULL version.
+LATEST: Final = "latest"
+# What an operator assigns: a version number (pinned), None (pinned to the version that is the
+# latest at the time of assignment) or LATEST (each version registered later is served at once).
+VersionChoice = int | Literal["latest"] | None
 
 
 @dataclass(frozen=True)
@@ -38,12 +46,32 @@ class Tenant:
 
     @property
     def model_ref(self) -> str | None:
-        """`name@version`, or `name` when it follows the latest version."""
+        """`name@version` when pinned, `name@latest` when it follows the latest version."""
         if self.model_name is None:
             return None
-        if self.model_version is None:
-            return self.model_name
-        return f"{self.model_name}@{self.model_version}"
+        return f"{self.model_name}@{LATEST if self.model_version is None else self.model_version}"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The outcome of assigning a model: the tenant as it is now (as it would be, for a dry
+    run), the reference it had before, and what the change means for its partners."""
+
+    tenant: Tenant
+    previous: str | None
+    changes: tuple[str, ...]
+    dry_run: bool = False
+
+    @property
+    def assigned(self) -> str:
+        """The reference assigned: `name@version` or `name@latest`."""
+        assert self.tenant.model_ref is not None  # an assignment always names a model
+        return self.tenant.model_ref
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the tenant already had exactly this assignment."""
+        return self.previous == self.assigned
 
 
 def _to_tenant(row: TenantRow) -> Tenant:
@@ -117,15 +145,69 @@ def set_tenant_status(session: Session, name: str, *, status: str) -> Tenant:
     return _to_tenant(row)
 
 
-def assign_model(session: Session, name: str, *, model_name: str, version: int | None) -> Tenant:
-    """Route the tenant's predictions to a model; version None follows the latest version."""
+def parse_assignment_ref(text: str) -> tuple[str, VersionChoice]:
+    """Split `NAME`, `NAME@VERSION` or `NAME@latest` into (name, None | version | LATEST)."""
+    base, at, channel = text.rpartition("@")
+    try:
+        if at and channel == LATEST:
+            name, version = parse_model_ref(base)
+            if version is None:
+                return name, LATEST
+            raise InvalidModelRef("a version and @latest together")
+        return parse_model_ref(text)
+    except InvalidModelRef:
+        raise InvalidModelRef(
+            "a model assignment is NAME (pinned to its latest version now), NAME@VERSION "
+            "(pinned) or NAME@latest (follows each new version): a name of 1-100 lowercase "
+            "letters, digits, '.', '_' or '-' starting alphanumeric, and a version from 1"
+        ) from None
+
+
+def assign_model(
+    session: Session,
+    name: str,
+    *,
+    model_name: str,
+    version: VersionChoice,
+    dry_run: bool = False,
+) -> Assignment:
+    """Route the tenant's predictions to a model version and say what that changes.
+
+    A number pins that version; None pins the version that is the latest now; LATEST follows
+    each new version as it is registered. Registering a version never moves a pinned tenant.
+    A dry run changes nothing and answers the same.
+    """
     row = _tenant_row(session, name)
-    get_model(session, model_name, version)  # refuses a model or version that does not exist
-    row.model_name = model_name
-    row.model_version = version
-    row.updated_at = utcnow()
-    session.flush()
-    return _to_tenant(row)
+    before = _to_tenant(row)
+    target = get_model(session, model_name, None if version == LATEST else version)
+    stored = None if version == LATEST else target.version
+    after = replace(before, model_name=model_name, model_version=stored)
+    if before.model_ref == after.model_ref:
+        changes: tuple[str, ...] = (UNCHANGED,)
+    else:
+        changes = describe_assignment(
+            _served(session, before),
+            target,
+            followed_latest=before.model_name is not None and before.model_version is None,
+            follows_latest=stored is None,
+        )
+        # Nothing is written when nothing changes: the generation stays, no cache is dropped.
+        if not dry_run:
+            row.model_name, row.model_version = model_name, stored
+            row.updated_at = utcnow()
+            session.flush()
+            after = _to_tenant(row)
+    return Assignment(tenant=after, previous=before.model_ref, changes=changes, dry_run=dry_run)
+
+
+def _served(session: Session, tenant: Tenant) -> ModelVersion | None:
+    """The version the tenant is served now, None when there is none."""
+    if tenant.model_name is None:
+        return None
+    try:
+        return get_model(session, tenant.model_name, tenant.model_version)
+    except ModelNotFound:
+        return None  # versions are never deleted; said as "nothing served" all the same
 
 
 def set_tenant_limit(session: Session, name: str, *, policy: str | None) -> Tenant:

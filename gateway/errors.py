@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from audit.writer import AuditUnavailable
 from auth.errors import AuthError, bearer_challenge
+from auth.principal import ADMIN_SCOPES, COMPLIANCE_SCOPES
 from db.changes import ChangesUnknown
 from gateway.context import current_context
 from models.errors import ModelError
@@ -48,7 +49,7 @@ PUBLIC_DETAILS: dict[str, str] = {
     "credentials_in_query": "Send credentials in a header, never in the URL.",
     "no_model_assigned": "No model is assigned to this tenant yet.",
     "model_unavailable": "The assigned model cannot be served right now.",
-    "model_not_found": "The assigned model does not exist.",
+    "model_not_found": "This model, or this version of it, is not registered.",
     "probabilities_unsupported": "Probabilities are available for classifiers only.",
     "unsupported_model_format": "Upload the model as a skops file (skops.io.dump); a pickle or "
     "joblib file is registered only by an operator, with `predgate models register`.",
@@ -71,6 +72,10 @@ HTTPS_REQUIRED = (
     "HTTPS required",
     "OAuth endpoints are served over HTTPS only.",
 )
+# Routes whose refusals the audit record explains (the problem's detail and fields): the
+# administrative and compliance routes, few and each worth reading. A partner refusal keeps its
+# reason code only.
+REFUSALS_RECORDED = ADMIN_SCOPES | COMPLIANCE_SCOPES
 # The domain's error bases; each carries code, status and title.
 DomainError = AuthError | ModelError | RateLimitError
 
@@ -106,9 +111,19 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Build the problem+json response every error path uses; its code is the audit reason."""
+    """Build the problem+json response every error path uses; its code is the audit reason,
+    and on an admin or compliance route its detail (and the fields it names) the refusal."""
     ctx = current_context()
     ctx.audit.reason_code = code
+    if status < 500 and ctx.endpoint is not None and ctx.endpoint.scope in REFUSALS_RECORDED:
+        # The same words as the answer: built to be shown, so nothing taken from the request
+        # beyond field names (truncated and printable).
+        ctx.audit.details["refusal"] = detail
+        fields = (extra or {}).get("errors")
+        if fields:
+            ctx.audit.details["fields"] = [
+                {"field": f["field"], "reason": f["reason"]} for f in fields
+            ]
     body: dict[str, Any] = {
         "type": f"urn:predgate:problem:{code}",
         "title": title,

@@ -9,8 +9,9 @@ from typing import Any
 
 from auth.api_keys import ApiKey
 from auth.clients import OAuthClient
-from auth.tenants import Tenant
+from auth.tenants import Assignment, Tenant
 from db.base import utcnow
+from models.features import feature_schema
 from models.registry import ModelVersion
 from ratelimit.usage import WindowUsage
 
@@ -28,6 +29,16 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "model": tenant.model_ref,
         "created_at": iso(tenant.created_at),
         "rate_limit": tenant.rate_limit,
+    }
+
+
+def assignment_json(assignment: Assignment) -> dict[str, Any]:
+    """A tenant just assigned a model (or not, in a dry run), with what that changes."""
+    return {
+        **tenant_json(assignment.tenant),
+        "previous": assignment.previous,
+        "changes": list(assignment.changes),
+        "dry_run": assignment.dry_run,
     }
 
 
@@ -75,6 +86,7 @@ def model_json(meta: ModelVersion) -> dict[str, Any]:
     """A registered model version."""
     summary = asdict(meta)
     summary["features"] = list(meta.features)
+    summary["specs"] = [spec.to_json() for spec in meta.specs]
     summary["classes"] = list(meta.classes) if meta.classes is not None else None
     summary["registered_at"] = iso(meta.registered_at)
     return summary
@@ -87,6 +99,8 @@ def assigned_model_json(meta: ModelVersion) -> dict[str, Any]:
         "version": meta.version,
         "task": meta.task,
         "features": list(meta.features),
+        "feature_schema": [spec.to_json() for spec in meta.specs],
+        "request_schema": feature_schema(meta.specs).request_schema(),
         "classes": list(meta.classes) if meta.classes is not None else None,
         "runtime": meta.runtime,
     }

@@ -55,7 +55,7 @@ def _models(runtime: Runtime) -> dict[str, str]:
     with runtime.sessions() as session:
         assignments = sorted(list_assignments(session), key=str)
     for name, version in assignments:
-        ref = name if version is None else f"{name}@{version}"
+        ref = f"{name}@{'latest' if version is None else version}"  # as tenants list it
         try:
             runtime.model_cache.get(runtime.catalog.version(name, version))
             checks[f"model:{ref}"] = "ok"

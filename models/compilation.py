@@ -80,6 +80,13 @@ def compile_onnx(estimator: Any, info: EstimatorInfo, sample: Sample) -> Compile
                 target_opset=TARGET_OPSET,
             )
         data: bytes = finish_model(model).SerializeToString()
+    except NotImplementedError as exc:
+        # predgate's own converters (models.onnx_converters) say what they do not cover.
+        return Compiled(
+            None,
+            f"{type(final).__name__} is not converted to ONNX: {exc}; served with scikit-learn",
+            None,
+        )
     except Exception as exc:
         # Said in words first (which estimator, which converter versions), the converter's own
         # first line after it for whoever digs further.

@@ -28,6 +28,7 @@ class InvalidModelRef(ModelError, ValueError):
     code = "invalid_model_ref"
     status = 422
     title = "Invalid model reference"
+    public_message = True  # every message states the naming rule, never the name sent
 
 
 class InvalidArtifact(ModelError):

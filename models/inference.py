@@ -57,9 +57,7 @@ class LoadedModel:
         self._has_proba = hasattr(estimator, "predict_proba")
         self._lookup = label_lookup(meta.classes) if meta.classes is not None else {}
 
-    def predict(
-        self, rows: ModelInput | NDArray[np.float64], *, probabilities: bool
-    ) -> Prediction:
+    def predict(self, rows: ModelInput | NDArray[np.float64], *, probabilities: bool) -> Prediction:
         """Predict validated rows (in meta.features order); probabilities only for classifiers.
         A bare matrix is rows of numbers only."""
         if not isinstance(rows, ModelInput):

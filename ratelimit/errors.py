@@ -19,6 +19,7 @@ class InvalidPolicy(RateLimitError):
     code = "invalid_argument"
     status = 422
     title = "Invalid argument"
+    public_message = True
 
 
 class BatchTooLarge(RateLimitError):

@@ -1,6 +1,7 @@
 """Administrative acts over HTTP: the change and its audit record commit in one transaction, as
 `predgate` commands do. A refused act is rolled back and recorded by the request path as a
-failure with its reason code: exactly one record per request either way."""
+failure with its reason code and, from `gateway.errors`, its refusal in words: exactly one
+record per request either way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,8 @@ from gateway.context import RequestContext
 from gateway.pipeline.recording import request_event
 
 log = logging.getLogger("predgate.audit")
+# Refusals that mean an argument is malformed (not: names nothing that exists, or conflicts).
+MALFORMED_ARGUMENTS = frozenset({"invalid_argument", "invalid_model_ref", "validation_error"})
 
 
 @dataclass
@@ -46,11 +50,8 @@ def admin_act(ctx: RequestContext, **details: Any) -> Iterator[AdminAct]:
     except BaseException as refused:
         with contextlib.suppress(Exception):
             act.session.rollback()
-        # The record of a refused act says why, as the answer's detail does (domain errors
-        # built to be shown only; never a value from the request).
-        public = getattr(refused, "public_detail", None)
-        if public:
-            act.details["refusal"] = str(public)
+        if getattr(refused, "code", None) in MALFORMED_ARGUMENTS:
+            _keep_only_path_arguments(act)
         _describe(ctx, act)
         raise
     ctx.recorded_status = act.status
@@ -61,6 +62,15 @@ def actor(ctx: RequestContext) -> str:
     caller = ctx.caller
     assert caller is not None  # admin routes resolve their caller first
     return f"http:{caller.principal_type}:{caller.principal_id}"
+
+
+def _keep_only_path_arguments(act: AdminAct) -> None:
+    # An argument is malformed, and which one is not known here: keep only what the URL names
+    # (the tenant, key or client acted on) and none of the body's values, one of which may be
+    # a secret pasted into the wrong field. The refusal the request path records says what is
+    # wrong.
+    named = {value for value in (request.view_args or {}).values() if isinstance(value, str)}
+    act.details = {k: v for k, v in act.details.items() if isinstance(v, str) and v in named}
 
 
 def _describe(ctx: RequestContext, act: AdminAct) -> None:

@@ -18,7 +18,7 @@ from gateway.api.admin_shapes import ERROR_RESPONSES, ModelList, ModelVersionOut
 from gateway.context import RequestContext
 from gateway.errors import ApiError
 from gateway.pipeline import endpoint
-from gateway.pipeline.bodies import field_path, invalid_inputs, validation_fields
+from gateway.pipeline.bodies import FieldProblem, field_path, invalid_inputs, validation_fields
 from gateway.presenters import model_json
 from models.formats import sniff_format
 from models.registry import get_model, list_models, parse_model_ref, register_upload
@@ -107,14 +107,16 @@ def _upload_form() -> ModelUpload:
             "Unsupported media type",
             "Send the model as multipart/form-data with a 'file' part.",
         )
-    missing = [] if UPLOAD_FIELD in request.files else [{"field": "file", "reason": "missing"}]
+    missing = [] if UPLOAD_FIELD in request.files else [FieldProblem.of(UPLOAD_FIELD, "missing")]
     extra_files = [
-        {"field": field_path((name,)), "reason": "extra_forbidden"}
+        FieldProblem.of(
+            field_path((name,)), "extra_forbidden" if name != UPLOAD_FIELD else "repeated"
+        )
         for name in request.files
         if name != UPLOAD_FIELD or len(request.files.getlist(name)) > 1
     ]
     form: ModelUpload | None = None
-    problems: list[dict[str, str]] = []
+    problems: list[FieldProblem] = []
     try:
         form = ModelUpload.model_validate(request.form.to_dict())
     except ValidationError as exc:

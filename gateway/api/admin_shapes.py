@@ -26,8 +26,11 @@ class TenantCreate(StrictBody):
 
 class ModelAssignment(StrictBody):
     model: str = Field(
-        max_length=120, description="NAME (follows the latest version) or NAME@VERSION (pinned)."
+        max_length=120,
+        description="NAME (pinned to its latest version now), NAME@VERSION (pinned) or "
+        "NAME@latest (each new version is served as soon as it is registered).",
     )
+    dry_run: bool = Field(default=False, description="Say what would change; change nothing.")
 
 
 class RateLimitBody(StrictBody):
@@ -54,9 +57,15 @@ class KeyRotate(StrictBody):
 class TenantOut(BaseModel):
     tenant: str
     status: str
-    model: str | None
+    model: str | None = Field(description="NAME@VERSION (pinned) or NAME@latest; null: none.")
     created_at: str
     rate_limit: str | None
+
+
+class TenantAssignmentOut(TenantOut):
+    previous: str | None = Field(description="The model reference before; null: none.")
+    changes: list[str] = Field(description="What changes for partners, one line each.")
+    dry_run: bool
 
 
 class TenantList(BaseModel):

@@ -14,6 +14,7 @@ from auth.tenants import (
     create_tenant,
     get_tenant,
     list_tenants,
+    parse_assignment_ref,
     set_tenant_limit,
     set_tenant_status,
 )
@@ -22,14 +23,14 @@ from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
     ModelAssignment,
     RateLimitBody,
+    TenantAssignmentOut,
     TenantCreate,
     TenantList,
     TenantOut,
 )
 from gateway.context import RequestContext
 from gateway.pipeline import endpoint
-from gateway.presenters import tenant_json
-from models.registry import parse_model_ref
+from gateway.presenters import assignment_json, tenant_json
 
 bp = Blueprint("admin_tenants", __name__, url_prefix="/admin/v1/tenants")
 TAGS = ["admin: tenants"]
@@ -92,14 +93,31 @@ def resume(ctx: RequestContext, name: str) -> ResponseReturnValue:
 
 
 @bp.put("/<name>/model")
-@endpoint("tenant.assign", scope="admin", body=ModelAssignment, responses=ONE, tags=TAGS)
+@endpoint(
+    "tenant.assign",
+    scope="admin",
+    body=ModelAssignment,
+    responses=Response(HTTP_200=TenantAssignmentOut, **ERROR_RESPONSES),
+    tags=TAGS,
+)
 def assign(ctx: RequestContext, name: str, body: ModelAssignment) -> ResponseReturnValue:
-    """Route the tenant's predictions to NAME (latest version) or NAME@VERSION (pinned)."""
-    with admin_act(ctx, tenant=name, model=body.model) as act:
-        model_name, version = parse_model_ref(body.model)
-        tenant = assign_model(act.session, name, model_name=model_name, version=version)
-        act.tenant_id = tenant.id
-    return jsonify(tenant_json(tenant))
+    """Assign a model version to the tenant: pinned (NAME, NAME@VERSION) or NAME@latest.
+
+    NAME pins the version that is the latest now, NAME@VERSION that version: a version
+    registered later is not served to the tenant until it is assigned. NAME@latest follows the
+    model: each version registered from then on is served at once. The answer says what
+    changes for the tenant's partners; with `"dry_run": true` it says so and changes nothing
+    (the request is audited all the same, marked as a dry run).
+    """
+    dry_run = {"dry_run": True} if body.dry_run else {}
+    with admin_act(ctx, tenant=name, model=body.model, **dry_run) as act:
+        model_name, version = parse_assignment_ref(body.model)
+        assigned = assign_model(
+            act.session, name, model_name=model_name, version=version, dry_run=body.dry_run
+        )
+        act.tenant_id = assigned.tenant.id
+        act.details.update(previous=assigned.previous, assigned=assigned.assigned)
+    return jsonify(assignment_json(assigned))
 
 
 @bp.put("/<name>/rate-limit")

@@ -43,7 +43,12 @@ EXPORT_MIMETYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 def _utc(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    parsed = datetime.fromisoformat(value)  # a ValueError becomes a 422 naming the field
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        # Pydantic refuses it then, naming the field in words of its own: the message of
+        # fromisoformat would quote the value.
+        return value
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

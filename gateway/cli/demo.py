@@ -93,8 +93,11 @@ def demo(cli: CliContext, base_url: str, as_json: bool) -> None:
         if known_tenant is None:
             with cli.act("tenant.create", tenant=tenant) as act:
                 act.tenant_id = create_tenant(act.session, name=tenant).id
+        # Pinned to the version just trained (or the latest one, on a re-run).
         with cli.act("tenant.assign", tenant=tenant, model=model) as act:
-            act.tenant_id = assign_model(act.session, tenant, model_name=model, version=None).id
+            assigned = assign_model(act.session, tenant, model_name=model, version=None)
+            act.tenant_id = assigned.tenant.id
+            act.details.update(previous=assigned.previous, assigned=assigned.assigned)
         with cli.act("key.issue", tenant=tenant, label="demo") as act:
             key = issue_key(
                 act.session,

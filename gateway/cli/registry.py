@@ -9,6 +9,7 @@ import click
 
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.presenters import model_json
+from models.features import FeatureSpec
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
 from models.training import train_model
 
@@ -30,10 +31,22 @@ def _registration_details(meta: ModelVersion) -> dict[str, Any]:
 def _echo_registered(meta: ModelVersion) -> None:
     click.echo(f"registered {meta.ref} ({meta.task}, {len(meta.features)} features)")
     click.echo(f"  artifact sha256 {meta.artifact_sha256} ({meta.artifact_size} bytes)")
+    for spec in meta.specs:
+        click.echo(f"  feature {spec.name}: {_spec_words(spec)}")
     if meta.runtime == "onnx":
-        click.echo(f"  compiled to ONNX; parity max abs error {meta.parity_max_abs_error:.3g}")
+        click.echo(f"  compiled to ONNX: {meta.onnx_note}")
     else:
         click.echo(f"  served with scikit-learn: {meta.onnx_note}")
+
+
+def _spec_words(spec: FeatureSpec) -> str:
+    words = spec.type
+    if spec.categories is not None:
+        shown = ", ".join(str(c) for c in spec.categories[:8])
+        more = f", ... ({len(spec.categories)} in all)" if len(spec.categories) > 8 else ""
+        unknown = "others accepted" if spec.unknown_categories else "no others accepted"
+        words += f" [{shown}{more}; {unknown}]"
+    return words + (", may be missing" if spec.nullable else "")
 
 
 @models.command("register")

@@ -8,13 +8,13 @@ from auth.tenants import (
     assign_model,
     create_tenant,
     list_tenants,
+    parse_assignment_ref,
     set_tenant_limit,
     set_tenant_status,
 )
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.cli.keys import policy_argument
 from gateway.presenters import tenant_json
-from models.registry import parse_model_ref
 
 
 @click.group()
@@ -57,16 +57,31 @@ def tenants_list(cli: CliContext, as_json: bool) -> None:
 
 @tenants.command("assign")
 @click.argument("tenant")
-@click.argument("model_ref", metavar="MODEL[@VERSION]")
+@click.argument("model_ref", metavar="MODEL[@VERSION|@latest]")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @pass_cli
 @handle_errors
-def tenants_assign(cli: CliContext, tenant: str, model_ref: str) -> None:
-    """Route TENANT's predictions to MODEL (latest version) or MODEL@VERSION (pinned)."""
-    name, version = parse_model_ref(model_ref)
-    with cli.act("tenant.assign", tenant=tenant, model=model_ref) as act:
-        updated = assign_model(act.session, tenant, model_name=name, version=version)
-        act.tenant_id = updated.id
-    click.echo(f"tenant {updated.name} -> {updated.model_ref}")
+def tenants_assign(cli: CliContext, tenant: str, model_ref: str, dry_run: bool) -> None:
+    """Route TENANT's predictions to a version of MODEL and print what that changes.
+
+    MODEL pins TENANT to the version of MODEL that is the latest now, MODEL@VERSION to that
+    version: a version registered later is not served to TENANT until it is assigned.
+    MODEL@latest follows MODEL: each version registered from then on is served at once.
+    A dry run is audited as such.
+    """
+    name, version = parse_assignment_ref(model_ref)
+    dry = {"dry_run": True} if dry_run else {}
+    with cli.act("tenant.assign", tenant=tenant, model=model_ref, **dry) as act:
+        assigned = assign_model(
+            act.session, tenant, model_name=name, version=version, dry_run=dry_run
+        )
+        act.tenant_id = assigned.tenant.id
+        act.details.update(previous=assigned.previous, assigned=assigned.assigned)
+    click.echo(f"tenant {tenant}: {assigned.previous or 'none'} -> {assigned.assigned}")
+    for change in assigned.changes:
+        click.echo(f"  {change}")
+    if dry_run:
+        click.echo("dry run: nothing changed")
 
 
 @tenants.command("suspend")

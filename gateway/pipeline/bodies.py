@@ -4,6 +4,7 @@ models, each refusal with its own problem and never an echo of what was sent."""
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import TypeVar
 
 from flask import request
@@ -15,8 +16,53 @@ from gateway.front import BODY_TIMED_OUT
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_FIELD_NAME_SHOWN = 64
 MAX_ERRORS_SHOWN = 20
+MAX_FIELDS_SAID = 3  # in the detail; `errors` lists up to MAX_ERRORS_SHOWN
 CHUNK_BYTES = 65536
 BODY_READ = "predgate.body_read"  # WSGI environ key: the request path has read the body
+# Pydantic error types whose message is made from the schema alone, never from the input.
+SCHEMA_MESSAGES = frozenset(
+    {
+        "missing",
+        "extra_forbidden",
+        "model_type",
+        "dict_type",
+        "list_type",
+        "string_type",
+        "int_type",
+        "float_type",
+        "bool_type",
+        "none_required",
+        "int_parsing",
+        "int_from_float",
+        "float_parsing",
+        "bool_parsing",
+        "finite_number",
+        "string_too_short",
+        "string_too_long",
+        "too_short",
+        "too_long",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "multiple_of",
+        "literal_error",
+        "enum",
+        "string_pattern_mismatch",
+        "datetime_type",
+        "datetime_parsing",
+        "datetime_from_date_parsing",
+    }
+)
+# What is wrong, in words, for reasons of our own and for pydantic types not listed above.
+REASON_WORDS = {
+    "missing": "Field required",
+    "extra_forbidden": "Extra inputs are not permitted",
+    "repeated": "Given more than once",
+    "not_an_object": "Should be a JSON object",
+    "value_error": "Not an accepted value",
+}
+NOT_VALID = "Not valid"
 
 
 def refuse_oversized_body(limit: int) -> None:
@@ -105,27 +151,20 @@ def parse_json_body(model: type[ModelT]) -> ModelT:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        if any(error["type"] == "json_invalid" for error in errors):
+        invalid = [error for error in errors if error["type"] == "json_invalid"]
+        if invalid:
+            # The parser's words say where and what (`expected value at line 1 column 9`),
+            # never what was there.
+            where = str(invalid[0]["msg"]).removeprefix("Invalid JSON: ")
             raise ApiError(
-                400, "invalid_json", "Invalid JSON", "The body is not valid JSON."
+                400, "invalid_json", "Invalid JSON", f"The body is not valid JSON: {where}."
             ) from None
         if any(error["type"] == "model_type" and not error["loc"] for error in errors):
-            raise ApiError(
-                422,
-                "validation_error",
+            raise invalid_inputs(
                 "Invalid request body",
-                "The body must be a JSON object.",
-                extra={"errors": [{"field": "", "reason": "not_an_object"}]},
+                [FieldProblem.of("", "not_an_object")],
             ) from None
-        fields = _fields(exc)
-        first = fields[0]
-        raise ApiError(
-            422,
-            "validation_error",
-            "Invalid request body",
-            f"{first['field'] or 'body'}: {errors[0]['msg']}.",
-            extra={"errors": fields},
-        ) from None
+        raise invalid_inputs("Invalid request body", validation_fields(exc)) from None
 
 
 def parse_optional_json_body(model: type[ModelT]) -> ModelT:
@@ -141,36 +180,59 @@ def parse_query_args(model: type[ModelT]) -> ModelT:
     if repeated:
         raise invalid_inputs(
             "Invalid query parameters",
-            [{"field": field_path((name,)), "reason": "repeated"} for name in repeated],
+            [FieldProblem.of(field_path((name,)), "repeated") for name in repeated],
         )
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise invalid_inputs("Invalid query parameters", _fields(exc)) from None
+        raise invalid_inputs("Invalid query parameters", validation_fields(exc)) from None
 
 
-def invalid_inputs(title: str, fields: list[dict[str, str]]) -> ApiError:
-    """The 422 for fields that are invalid, missing or not accepted."""
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field that is invalid, missing or not accepted: its path, a stable reason, and what
+    is wrong in words built from the schema alone (never from what was sent)."""
+
+    field: str
+    reason: str
+    words: str
+
+    @classmethod
+    def of(cls, field: str, reason: str) -> FieldProblem:
+        """A problem described by its reason alone."""
+        return cls(field, reason, REASON_WORDS.get(reason, NOT_VALID))
+
+    def as_json(self) -> dict[str, str]:
+        """The entry of the problem's `errors` (and of the audit record's `fields`)."""
+        return {"field": self.field, "reason": self.reason}
+
+
+def invalid_inputs(title: str, problems: list[FieldProblem]) -> ApiError:
+    """The 422 for fields that are invalid, missing or not accepted; its detail says what is
+    wrong with each (the first few), its `errors` list them all."""
+    said = "; ".join(f"{p.field or 'body'}: {p.words}" for p in problems[:MAX_FIELDS_SAID])
+    more = len(problems) - MAX_FIELDS_SAID
+    detail = f"{said} (and {more} more)." if more > 0 else f"{said}."
     return ApiError(
-        422,
-        "validation_error",
-        title,
-        f"{fields[0]['field']}: invalid, missing or not accepted.",
-        extra={"errors": fields},
+        422, "validation_error", title, detail, extra={"errors": [p.as_json() for p in problems]}
     )
 
 
-def validation_fields(exc: ValidationError) -> list[dict[str, str]]:
-    """A pydantic error as the problem's `errors`: field paths and reasons, never values."""
-    return _fields(exc)
-
-
-def _fields(exc: ValidationError) -> list[dict[str, str]]:
+def validation_fields(exc: ValidationError) -> list[FieldProblem]:
+    """A pydantic error as field problems: paths, reasons and words, never values."""
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     return [
-        {"field": field_path(error["loc"]), "reason": error["type"]}
+        FieldProblem(field_path(error["loc"]), error["type"], _words(error["type"], error["msg"]))
         for error in errors[:MAX_ERRORS_SHOWN]
     ]
+
+
+def _words(kind: str, message: str) -> str:
+    # Pydantic's own sentence where it is built from the schema (limits, expected values,
+    # patterns); a validator's message or a parser's error may quote the input, so not those.
+    if kind in SCHEMA_MESSAGES:
+        return message
+    return REASON_WORDS.get(kind, NOT_VALID)
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

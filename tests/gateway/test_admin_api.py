@@ -101,7 +101,10 @@ def test_refused_act_is_one_failure_record(client: FlaskClient, admin, session, 
     assert record["outcome"] == "failure"
     assert record["reason_code"] == "tenant_exists"
     assert record["principal_id"].startswith("pgc_")
-    assert record["details"] == {"tenant": "acme"}
+    assert record["details"] == {
+        "tenant": "acme",
+        "refusal": "A tenant with this name exists already.",
+    }
     after = session.execute(text("SELECT count(*) FROM audit_records")).scalar_one()
     assert after == before + 1
     assert session.execute(text("SELECT count(*) FROM tenants")).scalar_one() == 2

@@ -22,8 +22,8 @@ def test_readyz_checks_database_and_models(client: FlaskClient, world: World) ->
     assert checks == {
         "database": "ok",
         "audit": "ok",
-        "model:house-price": "ok",
-        "model:iris": "ok",
+        "model:house-price@1": "ok",
+        "model:iris@1": "ok",
     }
 
 
@@ -32,7 +32,7 @@ def test_readyz_reports_tampered_model(client: FlaskClient, world: World, artifa
     onnx_path.write_bytes(onnx_path.read_bytes() + b"tampered")
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.get_json()["checks"]["model:iris"] == "model_unavailable"
+    assert response.get_json()["checks"]["model:iris@1"] == "model_unavailable"
 
 
 def test_readyz_refuses_unmigrated_database(tmp_path: Path, make_app) -> None:

@@ -56,21 +56,53 @@ def test_probabilities_refused_for_regressor(client: FlaskClient, world: World) 
 def test_model_endpoint_describes_assigned_model(client: FlaskClient, world: World) -> None:
     response = client.get("/v1/model", headers=bearer(world.globex_key))
     assert response.status_code == 200
-    assert response.get_json() == {
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    body = response.get_json()
+    assert body == {
         "name": "iris",
         "version": 1,
         "task": "classification",
-        "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "features": names,
+        "feature_schema": [{"name": n, "type": "number", "nullable": False} for n in names],
+        "request_schema": {
+            "type": "object",
+            "properties": {n: {"type": "number"} for n in names},
+            "required": names,
+            "additionalProperties": False,
+        },
         "classes": ["setosa", "versicolor", "virginica"],
         "runtime": "onnx",
     }
 
 
+def test_each_feature_is_checked_against_its_type_without_echoing_values(
+    client: FlaskClient, world: World
+) -> None:
+    canary = "canary-7f3a"
+    cases = [
+        ({**HOUSE, "area": canary}, "area", "not_a_number"),
+        ({**HOUSE, "area": None}, "area", "null_not_allowed"),
+        ({**HOUSE, "area": True}, "area", "not_a_number"),
+        ({**HOUSE, "pool": True}, "pool", "unknown_feature"),
+        ({k: v for k, v in HOUSE.items() if k != "rooms"}, "rooms", "missing_feature"),
+    ]
+    for body, field, reason in cases:
+        response = client.post("/v1/predict", json=body, headers=bearer(world.acme_key))
+        assert response.status_code == 422, body
+        problem = response.get_json()
+        assert problem["errors"] == [{"field": field, "reason": reason}]
+        assert canary not in response.get_data(as_text=True)
+
+
 def test_new_version_is_picked_up_without_restart(
     client: FlaskClient, world: World, session, artifacts, model_files
 ) -> None:
+    from auth.tenants import LATEST, assign_model
     from models.registry import register_model
 
+    # Only a tenant on NAME@latest is served a new version without an assignment.
+    assign_model(session, "acme", model_name="house-price", version=LATEST)
+    session.commit()
     assert client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key)).status_code == 200
     register_model(
         session,

@@ -154,7 +154,8 @@ def test_gaps_are_imputed_and_rows_without_target_dropped(
     )
     assert (result.rows_used, result.rows_dropped) == (99, 1)
     specs = {spec.name: spec for spec in result.model_version.specs}
-    assert specs["area"].nullable and not specs["rooms"].nullable
+    assert specs["area"].nullable
+    assert not specs["rooms"].nullable
     assert (specs["rooms"].type, specs["area"].type) == ("integer", "number")
 
 
@@ -204,10 +205,12 @@ def test_text_columns_are_encoded_inside_the_model(
     )
     meta = result.model_version
     specs = {spec.name: spec for spec in meta.specs}
-    assert specs["city"].type == "string" and specs["city"].nullable
+    assert specs["city"].type == "string"
+    assert specs["city"].nullable
     assert set(specs["city"].categories or ()) == {"Lyon", "Paris", "Nice"}
     assert specs["city"].unknown_categories
-    assert specs["pool"].type == "boolean" and not specs["pool"].nullable
+    assert specs["pool"].type == "boolean"
+    assert not specs["pool"].nullable
     assert meta.runtime == "onnx", meta.onnx_note
     assert any("1 text (one-hot encoded)" in m for m in messages)
     assert any("ONNX parity ok" in m for m in messages)
