@@ -2,6 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PREDGATE_DATA_DIR=/var/lib/predgate
 WORKDIR /app
+# LightGBM links the system's OpenMP runtime, which the slim image leaves out.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY auth auth

@@ -1,6 +1,6 @@
 """What moving a tenant from one model version to another changes for its partners, in words an
 operator reads before (`--dry-run`) and after an assignment: the task, the features a request
-names, the classes an answer names, and the runtime that computes it."""
+names and what each accepts, the classes an answer names, and the runtime that computes it."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def compare_versions(before: ModelVersion, after: ModelVersion) -> list[str]:
     if before.task != after.task:
         lines.append(f"task: {before.task} -> {after.task}")
     lines.extend(_feature_changes(before.features, after.features))
+    lines.extend(_type_changes(before, after))
     if before.classes != after.classes:
         lines.append(f"classes: {_labels(before.classes)} -> {_labels(after.classes)}")
     if before.runtime != after.runtime:
@@ -70,6 +71,27 @@ def _feature_changes(before: Sequence[str], after: Sequence[str]) -> list[str]:
     common_after = [name for name in after if name in kept_before]
     if common_before != common_after:
         lines.append(f"features reordered: {_names(common_before)} -> {_names(common_after)}")
+    return lines
+
+
+def _type_changes(before: ModelVersion, after: ModelVersion) -> list[str]:
+    # For a feature both versions take: what a request may send for it (its type, whether it
+    # may be missing, which categories are accepted).
+    old = {spec.name: spec for spec in before.specs}
+    lines = []
+    for spec in after.specs:
+        was = old.get(spec.name)
+        if was is None:
+            continue
+        if was.type != spec.type:
+            lines.append(f"feature {spec.name}: type {was.type} -> {spec.type}")
+        if was.nullable != spec.nullable:
+            lines.append(
+                f"feature {spec.name}: "
+                + ("may now be missing" if spec.nullable else "may no longer be missing")
+            )
+        if (was.categories, was.unknown_categories) != (spec.categories, spec.unknown_categories):
+            lines.append(f"feature {spec.name}: accepted categories changed")
     return lines
 
 

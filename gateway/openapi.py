@@ -58,6 +58,38 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
+def partner_document(model_ref: str, record: dict[str, Any], max_batch: int) -> dict[str, Any]:
+    """The partner routes of the document, with the predict request described by the feature
+    schema of the model the caller's tenant is served (`record`: one record's JSON Schema)."""
+    document = copy.deepcopy(openapi_document())
+    document["paths"] = {
+        path: item for path, item in document["paths"].items() if path.startswith("/v1/")
+    }
+    document["info"]["description"] = (
+        f"The partner API as the caller's tenant sees it: POST /v1/predict takes the features of "
+        f"{model_ref}, with the types, categories and missing values that model accepts."
+    )
+    probabilities = {
+        "type": "boolean",
+        "default": False,
+        "description": "Also return class probabilities (classifiers only).",
+    }
+    single = copy.deepcopy(record)
+    single["properties"]["return_probabilities"] = probabilities
+    batch = {
+        "type": "object",
+        "properties": {
+            "instances": {"type": "array", "items": record, "minItems": 1, "maxItems": max_batch},
+            "return_probabilities": probabilities,
+        },
+        "required": ["instances"],
+        "additionalProperties": False,
+    }
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    body["schema"] = {"oneOf": [single, batch]}
+    return document
+
+
 def declared_operations(app: Flask) -> list[Operation]:
     """Every route and method of the app, with the route's `endpoint` declaration."""
     operations = []

@@ -35,11 +35,18 @@ def infer_feature_specs(
         specs = {name: _with(spec, nullable=True) for name, spec in specs.items()}
     if isinstance(final, _HIST) and len(steps) == 1:
         _hist(final, features, specs)
+    elif _routes_missing_values(final) and len(steps) == 1:
+        specs = {name: _with(spec, nullable=True) for name, spec in specs.items()}
     for name, kind in (declared or {}).items():
         spec = specs.get(name)
         if spec is not None and spec.type == "number" and kind in FEATURE_TYPES:
             specs[name] = _with(spec, type=kind)
     return tuple(specs[name] for name in features)
+
+
+def _routes_missing_values(model: Any) -> bool:
+    # LightGBM and XGBoost send a missing value down each split by a rule of their own.
+    return type(model).__module__.split(".")[0] in ("lightgbm", "xgboost")
 
 
 def _column_transformer(

@@ -29,14 +29,22 @@ Format = Literal["skops", "pickle", "joblib", "zip", "unknown"]
 # An uploaded file holding any other node is refused before skops constructs anything.
 #
 # Admitted: estimators whose fitted state scikit-learn reads through bounds-checked numpy code,
-# transformers that keep the number of columns, and decision trees, whose raw node indices
-# check_trees proves in range before anything predicts. Left out on purpose: gradient boosting
+# scalers, imputers and encoders (a ColumnTransformer selects and encodes columns with numpy and
+# pandas indexing, which checks bounds), and decision trees, whose raw node indices check_trees
+# proves in range before anything predicts. Left out on purpose: gradient boosting
 # (its Cython predictor indexes its output by the stored estimators' shape), histogram gradient
 # boosting (TreePredictor), neighbours (KD/ball trees), SVMs (libsvm structures), transformers
 # that change the column count, and every node that names a function, method or module.
 ESTIMATOR_TYPES: frozenset[str] = frozenset(
     {
         "sklearn.pipeline.Pipeline",
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.impute._base.SimpleImputer",
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+        "sklearn.preprocessing._encoders.OrdinalEncoder",
+        # What a fitted ColumnTransformer keeps for "passthrough": the identity. A function
+        # for it to call could only come from a FunctionNode, which no allow-list admits.
+        "sklearn.preprocessing._function_transformer.FunctionTransformer",
         "sklearn.preprocessing._data.StandardScaler",
         "sklearn.preprocessing._data.MinMaxScaler",
         "sklearn.preprocessing._data.MaxAbsScaler",
@@ -76,7 +84,12 @@ TRUSTED_NODES: Mapping[str, frozenset[str]] = {
     "ListNode": frozenset({"builtins.list"}),
     "TupleNode": frozenset({"builtins.tuple"}),
     "JsonNode": frozenset({"builtins.str"}),  # any JSON value; skops names them all str
-    "TypeNode": frozenset({"builtins.str", "builtins.int"}),  # the key types of a dict
+    # The key types of a dict, and an encoder's output dtype parameter.
+    "TypeNode": frozenset(
+        {"builtins.str", "builtins.int", "numpy.float64", "numpy.float32", "numpy.int64"}
+    ),
+    "DTypeNode": frozenset({"numpy.dtype"}),  # a dtype built from its name
+    "SliceNode": frozenset({"builtins.slice"}),  # a ColumnTransformer's output column ranges
 }
 TRUSTED_TYPES: frozenset[str] = frozenset().union(*TRUSTED_NODES.values())
 # A CachedNode is a second reference to an object already built from a node checked here.
@@ -133,12 +146,27 @@ def load_skops(data: bytes) -> Any:
 
 
 def check_trees(model: Any, n_features: int) -> None:
-    """InvalidArtifact unless every decision tree in the model is well formed for its inputs."""
+    """InvalidArtifact unless every decision tree in the model is well formed for its inputs
+    (`n_features`: the model's input columns)."""
     # scikit-learn walks a tree's node arrays in C without bounds checks: a crafted child or
     # feature index would read outside its buffers at the first predict, so prove them first.
-    # The allow-list keeps the column count through a pipeline: every tree reads n_features.
+    width = _tree_input_width(model, n_features)
     for tree in _trees(model):
-        _check_tree(tree, n_features)
+        _check_tree(tree, width)
+
+
+def _tree_input_width(model: Any, n_features: int) -> int:
+    # Scalers and imputers keep the column count; a ColumnTransformer's encoders change it. The
+    # final step's n_features_in_ is what scikit-learn checks every input against before the
+    # trees see it (a file claiming another width fails that check), so it bounds the indices.
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return n_features
+    final = steps[-1][1]
+    width = getattr(final, "n_features_in_", n_features)
+    if not isinstance(width, (int, np.integer)) or not 0 < int(width) <= 1_000_000:
+        raise InvalidArtifact("the model's final step declares an impossible input width")
+    return int(width)
 
 
 def _check_tree(tree: Tree, n_features: int) -> None:

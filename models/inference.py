@@ -115,6 +115,14 @@ class LoadedModel:
         return [dict(zip(keys, map(float, row), strict=True)) for row in scores.tolist()]
 
 
+def one_thread(estimator: Any) -> Any:
+    """The estimator with every n_jobs set to 1: a request predicts on its own thread (the
+    workers are the concurrency), and LightGBM or XGBoost threads would hang a later fork."""
+    params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
+    single = {name: 1 for name in params if name == "n_jobs" or name.endswith("__n_jobs")}
+    return estimator.set_params(**single) if single else estimator
+
+
 def load_model(store: ArtifactStore, meta: ModelVersion) -> LoadedModel:
     """Read a version's artifact through SHA-256 verification and make it ready to predict."""
     if meta.runtime == "onnx":
@@ -130,10 +138,10 @@ def load_model(store: ArtifactStore, meta: ModelVersion) -> LoadedModel:
             data = store.read_verified(meta.artifact_sha256, "skops")
             estimator = load_skops(data)
             check_trees(estimator, len(meta.features))
-            return LoadedModel(meta, estimator=estimator)
+            return LoadedModel(meta, estimator=one_thread(estimator))
         data = store.read_verified(meta.artifact_sha256, "joblib")
         # Unpickling runs code; these bytes were just proven identical to an operator's file.
-        return LoadedModel(meta, estimator=joblib.load(io.BytesIO(data)))
+        return LoadedModel(meta, estimator=one_thread(joblib.load(io.BytesIO(data))))
     raise ArtifactIntegrityError(f"{meta.ref} has unknown runtime {meta.runtime!r}")
 
 

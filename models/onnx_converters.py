@@ -58,13 +58,13 @@ ML_DOMAIN = "ai.onnx.ml"
 ML_OPSET = 5
 _DECLARED_ML_OPSET = 3
 TARGET_OPSET = {"": 21, ML_DOMAIN: _DECLARED_ML_OPSET}
-_LEQ, _MEMBER = 0, 6
+BRANCH_LEQ, BRANCH_MEMBER = 0, 6
 _registered = False
 _lock = threading.Lock()
 
 
 @dataclass
-class _Ensemble:
+class Ensemble:
     """Trees in TreeEnsemble v5 form: interior nodes and leaves in separate arrays."""
 
     n_targets: int
@@ -103,7 +103,7 @@ class _Ensemble:
             # A tree that is one leaf: one node whose both branches reach that leaf.
             only = leaf_index[0]
             self.roots.append(len(self.feature))
-            self._node(0, _LEQ, 0.0, None, (only, 1), (only, 1), False)
+            self._node(0, BRANCH_LEQ, 0.0, None, (only, 1), (only, 1), False)
             return
         base = len(self.feature)
         node_index = {i: base + position for position, i in enumerate(interior)}
@@ -139,13 +139,24 @@ class _Ensemble:
             self.members.append(float("nan"))
 
 
-def _name(scope: Any, hint: str) -> str:
+def variable_name(scope: Any, hint: str) -> str:
     return str(scope.get_unique_variable_name(hint))
 
 
-def _emit_ensemble(scope: Any, container: Any, ensemble: _Ensemble, source: str) -> str:
+def node_adder(scope: Any, container: Any) -> Any:
+    """`add(op_type, inputs, **attributes)` -> the name of the node's one new output."""
+
+    def add(op_type: str, inputs: list[str], **attributes: Any) -> str:
+        output = variable_name(scope, op_type.lower())
+        container.add_node(op_type, inputs, [output], **attributes)
+        return output
+
+    return add
+
+
+def emit_ensemble(scope: Any, container: Any, ensemble: Ensemble, source: str) -> str:
     """Add the TreeEnsemble node; returns the name of its [N, n_targets] double output."""
-    output = _name(scope, "tree_scores")
+    output = variable_name(scope, "tree_scores")
     attrs: dict[str, Any] = {
         "n_targets": ensemble.n_targets,
         "aggregate_function": 1,  # SUM: averages are folded into the leaf weights
@@ -185,9 +196,9 @@ def _double_input(scope: Any, container: Any, operator: Any, *, as_float32: bool
         raise NotImplementedError("tree models take one numeric input matrix here")
     if not as_float32:
         return source
-    as_float = _name(scope, "as_float32")
+    as_float = variable_name(scope, "as_float32")
     container.add_node("Cast", [source], [as_float], to=TensorProto.FLOAT)
-    back = _name(scope, "as_float64")
+    back = variable_name(scope, "as_float64")
     container.add_node("Cast", [as_float], [back], to=TensorProto.DOUBLE)
     return back
 
@@ -213,7 +224,7 @@ def _sklearn_tree(
 
     def split(i: int) -> tuple[int, int, float, None, bool]:
         go_left = bool(missing[i]) if missing is not None else False
-        return int(feature[i]), _LEQ, float(threshold[i]), None, go_left
+        return int(feature[i]), BRANCH_LEQ, float(threshold[i]), None, go_left
 
     def leaf(i: int) -> tuple[int, float]:
         return target, float(values[i, column]) * scale
@@ -221,11 +232,11 @@ def _sklearn_tree(
     return left, right, is_leaf, split, leaf
 
 
-def _forest_ensemble(op: Any, n_targets: int, *, classifier: bool) -> _Ensemble:
+def _forest_ensemble(op: Any, n_targets: int, *, classifier: bool) -> Ensemble:
     # scikit-learn averages the trees' answers (each tree's class fractions, for classifiers);
     # TreeEnsemble sums, so each leaf carries its value divided by the number of trees.
     members = list(op.estimators_) if hasattr(op, "estimators_") else [op]
-    ensemble = _Ensemble(n_targets=n_targets)
+    ensemble = Ensemble(n_targets=n_targets)
     for member in members:
         for k in range(n_targets):
             ensemble.add_tree(
@@ -236,10 +247,10 @@ def _forest_ensemble(op: Any, n_targets: int, *, classifier: bool) -> _Ensemble:
     return ensemble
 
 
-def _boosting_ensemble(op: Any) -> tuple[_Ensemble, np.ndarray]:
+def _boosting_ensemble(op: Any) -> tuple[Ensemble, np.ndarray]:
     stages = np.asarray(op.estimators_)  # shape (n_stages, K): one regression tree per class
     n_targets = stages.shape[1]
-    ensemble = _Ensemble(n_targets=n_targets)
+    ensemble = Ensemble(n_targets=n_targets)
     for stage in stages:
         for k, tree in enumerate(stage):
             ensemble.add_tree(
@@ -255,10 +266,10 @@ def _boosting_ensemble(op: Any) -> tuple[_Ensemble, np.ndarray]:
 # ----- HistGradientBoosting -----
 
 
-def _hist_ensemble(op: Any) -> tuple[_Ensemble, np.ndarray]:
+def _hist_ensemble(op: Any) -> tuple[Ensemble, np.ndarray]:
     remap = _hist_feature_order(op)
     n_targets = int(op.n_trees_per_iteration_)
-    ensemble = _Ensemble(n_targets=n_targets)
+    ensemble = Ensemble(n_targets=n_targets)
     for iteration in op._predictors:
         for k, predictor in enumerate(iteration):
             nodes = predictor.nodes
@@ -272,8 +283,8 @@ def _hist_ensemble(op: Any) -> tuple[_Ensemble, np.ndarray]:
                 go_left = bool(node["missing_go_to_left"])
                 if node["is_categorical"]:
                     left_set = _bitset_members(bitsets[int(node["bitset_idx"])])
-                    return feature, _MEMBER, 0.0, left_set, go_left
-                return feature, _LEQ, float(node["num_threshold"]), None, go_left
+                    return feature, BRANCH_MEMBER, 0.0, left_set, go_left
+                return feature, BRANCH_LEQ, float(node["num_threshold"]), None, go_left
 
             def leaf(i: int, nodes: Any = nodes, k: int = k) -> tuple[int, float]:
                 return k, float(nodes[i]["value"])
@@ -337,7 +348,7 @@ def _hist_categorical_codes(scope: Any, container: Any, operator: Any, op: Any) 
         if j in categories:
             column = _encode_categories(scope, container, column, categories[j], inputs, j)
         columns.append(column)
-    matrix = _name(scope, "hist_input")
+    matrix = variable_name(scope, "hist_input")
     container.add_node("Concat", columns, [matrix], axis=1)
     return matrix
 
@@ -345,9 +356,9 @@ def _hist_categorical_codes(scope: Any, container: Any, operator: Any, op: Any) 
 def _column(scope: Any, container: Any, inputs: list[Any], j: int) -> str:
     if len(inputs) > 1:
         return str(inputs[j].full_name)
-    index = _name(scope, "column_index")
+    index = variable_name(scope, "column_index")
     container.add_initializer(index, TensorProto.INT64, [1], [j])
-    out = _name(scope, "column")
+    out = variable_name(scope, "column")
     container.add_node("Gather", [inputs[0].full_name, index], [out], axis=1)
     return out
 
@@ -358,7 +369,7 @@ def _encode_categories(
     known = [c for c in categories.tolist() if not _is_nan(c)]
     string_input = len(inputs) > 1 and isinstance(inputs[j].type, StringTensorType)
     codes = np.arange(len(known), dtype=np.float64)
-    out = _name(scope, "category_code")
+    out = variable_name(scope, "category_code")
     if string_input:
         if not all(isinstance(c, str) for c in known):
             raise NotImplementedError("categories of a text column must all be text")
@@ -389,11 +400,11 @@ def _is_nan(value: Any) -> bool:
 
 
 def _add_baseline(scope: Any, container: Any, scores: str, baseline: np.ndarray) -> str:
-    name = _name(scope, "baseline")
+    name = variable_name(scope, "baseline")
     container.add_initializer(
         name, TensorProto.DOUBLE, list(baseline.shape), baseline.ravel().tolist()
     )
-    out = _name(scope, "raw_scores")
+    out = variable_name(scope, "raw_scores")
     container.add_node("Add", [scores, name], [out])
     return out
 
@@ -402,21 +413,21 @@ def _regression_output(
     scope: Any, container: Any, operator: Any, scores: str, *, link: str = "identity"
 ) -> None:
     if link == "log":
-        exp = _name(scope, "exp")
+        exp = variable_name(scope, "exp")
         container.add_node("Exp", [scores], [exp])
         scores = exp
     container.add_node("Identity", [scores], [operator.outputs[0].full_name])
 
 
-def _classifier_output(
+def classifier_output(
     scope: Any, container: Any, operator: Any, op: Any, probabilities: str
 ) -> None:
     classes = np.asarray(op.classes_)
     label_out, proba_out = operator.outputs[0].full_name, operator.outputs[1].full_name
     container.add_node("Identity", [probabilities], [proba_out])
-    index = _name(scope, "argmax")
+    index = variable_name(scope, "argmax")
     container.add_node("ArgMax", [probabilities], [index], axis=1, keepdims=0)
-    name = _name(scope, "classes")
+    name = variable_name(scope, "classes")
     if classes.dtype.kind in "iub" or (
         classes.dtype.kind == "f" and np.all(classes == np.round(classes))
     ):
@@ -434,22 +445,22 @@ def _classifier_output(
 
 def _link_probabilities(scope: Any, container: Any, raw: str, n_targets: int, kind: str) -> str:
     if kind == "multinomial":
-        out = _name(scope, "softmax")
+        out = variable_name(scope, "softmax")
         container.add_node("Softmax", [raw], [out], axis=1)
         return out
     scaled = raw
     if kind == "exponential":
-        two = _name(scope, "two")
+        two = variable_name(scope, "two")
         container.add_initializer(two, TensorProto.DOUBLE, [], [2.0])
-        scaled = _name(scope, "twice")
+        scaled = variable_name(scope, "twice")
         container.add_node("Mul", [raw, two], [scaled])
-    positive = _name(scope, "p_positive")
+    positive = variable_name(scope, "p_positive")
     container.add_node("Sigmoid", [scaled], [positive])
-    one = _name(scope, "one")
+    one = variable_name(scope, "one")
     container.add_initializer(one, TensorProto.DOUBLE, [], [1.0])
-    negative = _name(scope, "p_negative")
+    negative = variable_name(scope, "p_negative")
     container.add_node("Sub", [one, positive], [negative])
-    out = _name(scope, "binary_proba")
+    out = variable_name(scope, "binary_proba")
     container.add_node("Concat", [negative, positive], [out], axis=1)
     return out
 
@@ -475,7 +486,7 @@ def _loss_kind(op: Any) -> str:
 # ----- converters -----
 
 
-def _require_double(operator: Any) -> None:
+def require_double(operator: Any) -> None:
     # Text columns reach only HistGradientBoosting's own category encoding (per-column inputs).
     for variable in operator.inputs:
         if variable.type.__class__.__name__ not in ("DoubleTensorType", "StringTensorType"):
@@ -484,30 +495,30 @@ def _require_double(operator: Any) -> None:
 
 def convert_forest_regressor(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     source = _double_input(scope, container, operator, as_float32=True)
-    scores = _emit_ensemble(scope, container, _forest_ensemble(op, 1, classifier=False), source)
+    scores = emit_ensemble(scope, container, _forest_ensemble(op, 1, classifier=False), source)
     _regression_output(scope, container, operator, scores)
 
 
 def convert_forest_classifier(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     if getattr(op, "n_outputs_", 1) != 1:
         raise NotImplementedError("multi-output trees are not converted")
     source = _double_input(scope, container, operator, as_float32=True)
     n_classes = len(op.classes_)
     ensemble = _forest_ensemble(op, n_classes, classifier=True)
-    probabilities = _emit_ensemble(scope, container, ensemble, source)
-    _classifier_output(scope, container, operator, op, probabilities)
+    probabilities = emit_ensemble(scope, container, ensemble, source)
+    classifier_output(scope, container, operator, op, probabilities)
 
 
 def convert_boosting_regressor(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     source = _double_input(scope, container, operator, as_float32=True)
     ensemble, baseline = _boosting_ensemble(op)
-    scores = _emit_ensemble(scope, container, ensemble, source)
+    scores = emit_ensemble(scope, container, ensemble, source)
     _regression_output(
         scope, container, operator, _add_baseline(scope, container, scores, baseline)
     )
@@ -515,39 +526,39 @@ def convert_boosting_regressor(scope: Any, operator: Any, container: Any) -> Non
 
 def convert_boosting_classifier(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     source = _double_input(scope, container, operator, as_float32=True)
     ensemble, baseline = _boosting_ensemble(op)
     raw = _add_baseline(
-        scope, container, _emit_ensemble(scope, container, ensemble, source), baseline
+        scope, container, emit_ensemble(scope, container, ensemble, source), baseline
     )
     kind = _loss_kind(op)
     probabilities = _link_probabilities(scope, container, raw, ensemble.n_targets, kind)
-    _classifier_output(scope, container, operator, op, probabilities)
+    classifier_output(scope, container, operator, op, probabilities)
 
 
 def convert_hist_regressor(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     kind = _loss_kind(op)
     source = _hist_categorical_codes(scope, container, operator, op)
     ensemble, baseline = _hist_ensemble(op)
-    scores = _emit_ensemble(scope, container, ensemble, source)
+    scores = emit_ensemble(scope, container, ensemble, source)
     raw = _add_baseline(scope, container, scores, baseline)
     _regression_output(scope, container, operator, raw, link=kind)
 
 
 def convert_hist_classifier(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
-    _require_double(operator)
+    require_double(operator)
     kind = _loss_kind(op)
     source = _hist_categorical_codes(scope, container, operator, op)
     ensemble, baseline = _hist_ensemble(op)
     raw = _add_baseline(
-        scope, container, _emit_ensemble(scope, container, ensemble, source), baseline
+        scope, container, emit_ensemble(scope, container, ensemble, source), baseline
     )
     probabilities = _link_probabilities(scope, container, raw, ensemble.n_targets, kind)
-    _classifier_output(scope, container, operator, op, probabilities)
+    classifier_output(scope, container, operator, op, probabilities)
 
 
 def convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
@@ -559,14 +570,14 @@ def convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     if len(operator.inputs) != 1:
         raise NotImplementedError("SimpleImputer takes one input here")
     source = operator.inputs[0]
-    fill = _name(scope, "fill")
-    missing = _name(scope, "missing")
+    fill = variable_name(scope, "fill")
+    missing = variable_name(scope, "missing")
     if isinstance(source.type, StringTensorType):
         values = [str(v) for v in statistics.tolist()]
         container.add_initializer(
             fill, TensorProto.STRING, [1, len(values)], [v.encode() for v in values]
         )
-        marker = _name(scope, "missing_marker")
+        marker = variable_name(scope, "missing_marker")
         container.add_initializer(marker, TensorProto.STRING, [], [MISSING_STRING.encode()])
         container.add_node("Equal", [source.full_name, marker], [missing])
     else:
@@ -622,8 +633,12 @@ def register_converters() -> None:
         # input; the converter above answers in the input's precision.
         alias = "SklearnRandomForestClassifier"
         register_shape_calculator(
-            alias, _double_probabilities(_shape_calculator_pool[alias]), overwrite=True
+            alias, double_probabilities(_shape_calculator_pool[alias]), overwrite=True
         )
+        # LightGBM, through its scikit-learn API (a dependency of predgate, imported only here).
+        from models.onnx_boosting import register_lightgbm
+
+        register_lightgbm()
         # HistGradientBoosting fitted on a DataFrame with categorical columns takes one input
         # per column (text ones as strings); skl2onnx's shape calculators allow one input.
         for cls in (HistGradientBoostingRegressor, HistGradientBoostingClassifier):
@@ -652,7 +667,7 @@ def _per_column_inputs(calculate: Any) -> Any:
     return calculate_for_columns
 
 
-def _double_probabilities(calculate: Any) -> Any:
+def double_probabilities(calculate: Any) -> Any:
     def calculate_in_input_precision(operator: Any) -> None:
         calculate(operator)
         if isinstance(operator.inputs[0].type, DoubleTensorType):

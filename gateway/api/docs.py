@@ -9,8 +9,9 @@ from spectree import Response
 
 from gateway.api.swagger_ui import asset_response, page_response
 from gateway.context import RequestContext
-from gateway.openapi import openapi_document
+from gateway.openapi import openapi_document, partner_document
 from gateway.pipeline import endpoint
+from models.features import feature_schema
 
 bp = Blueprint("docs", __name__)
 TAGS = ["docs"]
@@ -22,6 +23,18 @@ OK = Response("HTTP_200")
 def openapi(ctx: RequestContext) -> ResponseReturnValue:
     """The OpenAPI 3.1 document, generated from the route declarations and their models."""
     return jsonify(openapi_document())
+
+
+@bp.get("/v1/openapi.json")
+@endpoint("docs.read", scope="model:read", limited=True, responses=OK, tags=TAGS)
+def partner_openapi(ctx: RequestContext) -> ResponseReturnValue:
+    """The partner API's OpenAPI document, its predict request described by the feature schema
+    of the model the caller's tenant is served."""
+    runtime = ctx.runtime
+    model_name, model_version = runtime.directory.tenant(ctx.tenant_id()).assignment()
+    meta = runtime.catalog.version(model_name, model_version)
+    record = feature_schema(meta.specs).request_schema()
+    return jsonify(partner_document(meta.ref, record, runtime.settings.max_batch))
 
 
 @bp.get("/docs")

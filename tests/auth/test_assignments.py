@@ -63,6 +63,23 @@ def test_changes_between_versions(world: World) -> None:
     ]
 
 
+def test_what_each_feature_accepts_is_compared(world: World) -> None:
+    house = world.house_price
+    area, rooms, bathrooms, location = house.specs
+    changed = (
+        replace(area, nullable=True),
+        replace(rooms, type="integer"),
+        bathrooms,
+        replace(location, type="string", categories=("north", "south"), unknown_categories=False),
+    )
+    assert compare_versions(house, version(house, specs=changed)) == [
+        "feature area: may now be missing",
+        "feature rooms: type number -> integer",
+        "feature location: type number -> string",
+        "feature location: accepted categories changed",
+    ]
+
+
 def test_a_bare_name_pins_the_latest_version_at_assignment(session: Session, world: World) -> None:
     create_tenant(session, name="initech")
     first = assign_model(session, "initech", model_name="iris", version=None)

@@ -163,3 +163,32 @@ def test_the_same_file_is_not_registered_twice(
             registered_by="test",
         )
     assert [m.ref for m in list_models(session)] == before
+
+
+def test_partner_openapi_describes_the_tenants_own_model(client: FlaskClient, world: World) -> None:
+    house = client.get("/v1/openapi.json", headers=bearer(world.acme_key))
+    iris = client.get("/v1/openapi.json", headers=bearer(world.globex_key))
+    assert house.status_code == iris.status_code == 200
+    assert client.get("/v1/openapi.json").status_code == 401
+    document = house.get_json()
+    assert all(path.startswith("/v1/") for path in document["paths"])
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    single, batch = body["schema"]["oneOf"]
+    assert single["required"] == ["area", "rooms", "bathrooms", "location"]
+    assert set(single["properties"]) == {
+        "area",
+        "rooms",
+        "bathrooms",
+        "location",
+        "return_probabilities",
+    }
+    assert batch["properties"]["instances"]["items"]["required"] == single["required"]
+    # Each tenant sees its own model's features, and nothing of another's.
+    other = iris.get_json()["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert other["application/json"]["schema"]["oneOf"][0]["required"] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert "sepal_length" not in house.get_data(as_text=True)

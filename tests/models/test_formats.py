@@ -286,3 +286,77 @@ def test_allow_list_names_real_types() -> None:
             found = getattr(importlib.import_module(module), attribute)
             assert isinstance(found, type), name
             assert loader != "ObjectNode" or issubclass(found, BaseEstimator), name
+
+
+def _business_forest(house: pd.DataFrame) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = house[list(HOUSE_FEATURES)].copy()
+    frame["city"] = pd.Series(np.where(frame["location"] > 2, "Lyon", "Nice"), dtype=object)
+    frame.loc[frame.index[::6], "city"] = np.nan
+    columns = ColumnTransformer(
+        [
+            ("numbers", "passthrough", list(HOUSE_FEATURES)),
+            (
+                "city",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                ["city"],
+            ),
+        ]
+    )
+    model = make_pipeline(columns, RandomForestRegressor(n_estimators=3, random_state=0))
+    return model.fit(frame, house["price"]), frame
+
+
+def test_an_uploaded_pipeline_with_encoders_serves_raw_values_on_onnx(
+    upload: Upload, store: ArtifactStore, house: pd.DataFrame, no_unpickling: None
+) -> None:
+    model, frame = _business_forest(house)
+    meta = upload(dumps(model))
+    assert meta.runtime == "onnx", meta.onnx_note
+    city = next(spec for spec in meta.specs if spec.name == "city")
+    assert (city.type, city.nullable, city.categories) == ("string", True, ("Lyon", "Nice"))
+    rows = frame.iloc[:12]
+    records = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in rows.to_dict(orient="records")
+    ]
+    from models.features import feature_schema
+
+    served = load_model(store, meta).predict(
+        feature_schema(meta.specs).to_input(records, max_batch=20, batched=True),
+        probabilities=False,
+    )
+    np.testing.assert_allclose(served.predictions, model.predict(rows), rtol=1e-12)
+
+
+def test_a_tampered_tree_behind_encoders_is_refused(
+    upload: Upload, session: Session, house: pd.DataFrame
+) -> None:
+    model, _ = _business_forest(house)
+    # Trees behind the encoders read the encoded width (4 numbers + 2 one-hot columns): a tree
+    # claiming more is refused before it predicts.
+    wide = DecisionTreeRegressor(max_depth=2).fit(np.zeros((4, 9)), np.arange(4.0))
+    model.steps[-1][1].estimators_[0].tree_ = wide.tree_
+    with pytest.raises(InvalidArtifact, match="reads 9 features, not 6"):
+        upload(dumps(model))
+    assert versions(session) == 0
+
+
+def test_a_function_transformer_calling_a_function_is_refused(
+    upload: Upload, session: Session, house: pd.DataFrame
+) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = make_pipeline(FunctionTransformer(np.log1p), DecisionTreeRegressor(max_depth=2))
+    model.fit(house[list(HOUSE_FEATURES)], house["price"])
+    with pytest.raises(UntrustedModelType, match="outside the allow-list"):
+        upload(dumps(model))
+    assert versions(session) == 0
