@@ -58,17 +58,21 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
-def partner_document(model_ref: str, record: dict[str, Any], max_batch: int) -> dict[str, Any]:
+def partner_document(
+    model: dict[str, Any], record: dict[str, Any], max_batch: int
+) -> dict[str, Any]:
     """The partner routes of the document, with the predict request described by the feature
     schema of the model the caller's tenant is served (`record`: one record's JSON Schema)."""
     document = copy.deepcopy(openapi_document())
     document["paths"] = {
         path: item for path, item in document["paths"].items() if path.startswith("/v1/")
     }
+    model_ref = f"{model['name']}@{model['version']}"
     document["info"]["description"] = (
         f"The partner API as the caller's tenant sees it: POST /v1/predict takes the features of "
         f"{model_ref}, with the types, categories and missing values that model accepts."
     )
+    document["x-model"] = model  # which model the request schema describes
     probabilities = {
         "type": "boolean",
         "default": False,

@@ -34,7 +34,8 @@ def partner_openapi(ctx: RequestContext) -> ResponseReturnValue:
     model_name, model_version = runtime.directory.tenant(ctx.tenant_id()).assignment()
     meta = runtime.catalog.version(model_name, model_version)
     record = feature_schema(meta.specs).request_schema()
-    return jsonify(partner_document(meta.ref, record, runtime.settings.max_batch))
+    model = {"name": meta.name, "version": meta.version}
+    return jsonify(partner_document(model, record, runtime.settings.max_batch))
 
 
 @bp.get("/docs")

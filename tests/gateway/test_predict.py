@@ -171,6 +171,7 @@ def test_partner_openapi_describes_the_tenants_own_model(client: FlaskClient, wo
     assert house.status_code == iris.status_code == 200
     assert client.get("/v1/openapi.json").status_code == 401
     document = house.get_json()
+    assert document["x-model"] == {"name": "house-price", "version": 1}
     assert all(path.startswith("/v1/") for path in document["paths"])
     body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
     single, batch = body["schema"]["oneOf"]
