@@ -34,15 +34,19 @@ class LoadResult:
     failed_responses: int  # always 0 from a strict run
 
 
-def run_wrk(url: str, authorization: str, seconds: int, *, strict: bool = True) -> LoadResult:
-    """`wrk -t2 -c16 -d<seconds>s --latency` against url; when strict, LoadError unless every
-    answer is 2xx (a warm-up only counts failed answers)."""
+def run_wrk(
+    url: str, authorization: str, seconds: int, *, strict: bool = True, body: str | None = None
+) -> LoadResult:
+    """`wrk -t2 -c16 -d<seconds>s --latency` against url (POSTing `body`, else the tutorial
+    row); when strict, LoadError unless every answer is 2xx (a warm-up only counts failures)."""
     command = [
         WRK,
         *("-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency"),
         *("-s", str(SCRIPT), url),
     ]
     env = {**os.environ, "BENCH_AUTHORIZATION": authorization}
+    if body is not None:
+        env["BENCH_BODY"] = body
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:

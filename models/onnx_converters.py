@@ -45,6 +45,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.impute import SimpleImputer
+from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 # What a missing categorical value is fed to an ONNX graph as (a string tensor holds no NaN).
@@ -596,7 +597,55 @@ def convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     container.add_node("Where", [missing, fill, source.full_name], [operator.outputs[0].full_name])
 
 
+def convert_svr(scope: Any, operator: Any, container: Any) -> None:
+    """SVR (and NuSVR, which skl2onnx converts under the same alias): the dual coefficients
+    times the kernel against each support vector, plus the intercept, in double (onnxruntime's
+    SVMRegressor runs in float32 only)."""
+    op = operator.raw_operator
+    require_double(operator)
+    if getattr(op, "_sparse", False) or op.kernel not in ("linear", "poly", "rbf", "sigmoid"):
+        raise NotImplementedError(f"an SVR with a {op.kernel!r} kernel is not converted")
+    add = node_adder(scope, container)
+    source = str(operator.inputs[0].full_name)
+    vectors = np.asarray(op.support_vectors_, dtype=np.float64)
+
+    def constant(values: Any) -> str:
+        array = np.asarray(values, dtype=np.float64)
+        name = variable_name(scope, "svr_constant")
+        container.add_initializer(
+            name, TensorProto.DOUBLE, list(array.shape), array.ravel().tolist()
+        )
+        return name
+
+    gamma = constant(float(op._gamma))
+    if op.kernel == "rbf":
+        # |x - v|^2 for every row and support vector, as libsvm computes it (a difference, not
+        # the expansion |x|^2 + |v|^2 - 2 x.v, which loses digits).
+        axis = variable_name(scope, "axis")
+        container.add_initializer(axis, TensorProto.INT64, [1], [1])
+        rows = add("Unsqueeze", [source, axis])  # [N, 1, F]
+        squared = add("Mul", [add("Sub", [rows, constant(vectors[None, :, :])])] * 2)
+        reduce_axis = variable_name(scope, "reduce_axis")
+        container.add_initializer(reduce_axis, TensorProto.INT64, [1], [2])
+        distance = add("ReduceSum", [squared, reduce_axis], keepdims=0)  # [N, S]
+        kernel = add("Exp", [add("Mul", [distance, constant(-float(op._gamma))])])
+    else:
+        dot = add("MatMul", [source, constant(vectors.T)])  # [N, S]
+        if op.kernel == "linear":
+            kernel = dot
+        else:
+            scaled = add("Add", [add("Mul", [dot, gamma]), constant(float(op.coef0))])
+            if op.kernel == "sigmoid":
+                kernel = add("Tanh", [scaled])
+            else:
+                kernel = add("Pow", [scaled, constant(float(op.degree))])
+    dual = np.asarray(op.dual_coef_, dtype=np.float64).T  # [S, 1]
+    decision = add("Add", [add("MatMul", [kernel, constant(dual)]), constant(op.intercept_)])
+    container.add_node("Identity", [decision], [operator.outputs[0].full_name])
+
+
 _CONVERTERS: dict[type, Any] = {
+    SVR: convert_svr,  # skl2onnx converts NuSVR under the same alias
     SimpleImputer: convert_simple_imputer,
     DecisionTreeRegressor: convert_forest_regressor,
     RandomForestRegressor: convert_forest_regressor,

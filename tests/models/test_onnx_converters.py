@@ -156,3 +156,15 @@ def test_lightgbm_agrees_with_itself_in_float64(kind: str) -> None:
     else:
         assert outputs[0].tolist() == estimator.predict(test).tolist()
         np.testing.assert_allclose(outputs[1], estimator.predict_proba(test), atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly", "sigmoid"])
+def test_svr_agrees_with_libsvm_in_float64(kernel: str) -> None:
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    estimator = make_pipeline(StandardScaler(), SVR(kernel=kernel, C=3.0)).fit(X, Y)
+    (got,) = _onnx(estimator, TEST)
+    expected = estimator.predict(TEST)
+    scale = np.maximum(np.abs(expected), np.mean(np.abs(expected)))
+    assert np.max(np.abs(got.reshape(-1) - expected) / scale) <= 1e-12
