@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from models.serving import ServedPrediction
 
+
+def _json_scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError("a feature value is a number, text, true/false or null")
+
+
 # Any JSON scalar: the model's feature schema (models.features) says which type each feature
 # takes, so a wrong type is refused naming the feature, and an unknown feature as unknown.
-FeatureValue = StrictFloat | StrictInt | StrictStr | StrictBool | None
+FeatureValue = Annotated[
+    Any,
+    AfterValidator(_json_scalar),
+    WithJsonSchema({"type": ["number", "string", "boolean", "null"]}),
+]
 
 
 class PredictRequest(BaseModel):
