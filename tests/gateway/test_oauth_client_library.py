@@ -63,3 +63,43 @@ def test_requests_oauthlib_gets_a_token_and_predicts(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_authlib_client_fetches_and_refetches_its_token(
+    settings: Settings, predgate: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's Python example: Authlib's requests client, which fetches a new token by
+    # itself when the current one expires, if told the grant is client_credentials.
+    from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    demo = json.loads(predgate("demo", "--json").stdout)
+    tenant = demo["tenants"][0]["tenant"]
+    created = json.loads(
+        predgate("clients", "create", "--role", "partner", "--tenant", tenant, "--json").stdout
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server, _ = start_serving(
+        settings,
+        port=port,
+        env={"PREDGATE_OAUTH_ISSUER": base, "PREDGATE_INSTANCE_ID": "authlib-client-test"},
+    )
+    try:
+        client = AuthlibSession(
+            created["client_id"],
+            created["client_secret"],
+            token_endpoint=f"{base}/oauth/token",
+            grant_type="client_credentials",
+        )
+        first = client.fetch_token()
+        answer = client.post(f"{base}/v1/predict", json=HOUSE, timeout=10)
+        assert answer.status_code == 200, answer.text
+        # The token runs out: the next call fetches a new one before it is sent.
+        client.token["expires_at"] = 0
+        again = client.post(f"{base}/v1/predict", json=HOUSE, timeout=10)
+        assert again.status_code == 200, again.text
+        assert client.token["access_token"] != first["access_token"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
