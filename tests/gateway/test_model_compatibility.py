@@ -54,6 +54,8 @@ from models.registry import register_model
 from models.training import make_house_price_data, make_iris_data
 from tests.conftest import bearer
 
+# What is compared is the model's arithmetic, which no database changes: one backend suffices.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 ROWS = 20  # asked over HTTP in one batch
 REGRESSORS: dict[str, Callable[[], Any]] = {
     "LinearRegression": LinearRegression,
