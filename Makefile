@@ -16,16 +16,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## From a fresh clone to a running gateway with demo tenants, models and keys.
+## From a fresh clone to a running gateway with demo tenants, models and keys. `run` and `serve`
+## log as text; `predgate serve` itself logs JSON lines unless PREDGATE_LOG_FORMAT=text.
 run: install
 	$(BIN)/predgate demo --base-url http://$(HOST):$(PORT)
-	$(BIN)/predgate serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	PREDGATE_LOG_FORMAT=$${PREDGATE_LOG_FORMAT:-text} \
+	  $(BIN)/predgate serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 demo: install
 	$(BIN)/predgate demo --base-url http://$(HOST):$(PORT)
 
 serve: install
-	$(BIN)/predgate serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	PREDGATE_LOG_FORMAT=$${PREDGATE_LOG_FORMAT:-text} \
+	  $(BIN)/predgate serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 test-tools:
 	scripts/install-test-tools

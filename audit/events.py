@@ -26,6 +26,7 @@ EVENT_TYPES = frozenset(
         "tenant.resume",
         "tenant.assign",
         "tenant.set_limit",
+        "tenant.usage",
         "model.register",
         "key.issue",
         "key.rotate",

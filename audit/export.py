@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from audit.events import RECORD_FIELDS, canonical_json, format_ts
 from audit.query import iter_records, list_checkpoints, seq_range
 from audit.signing import public_pem
-from audit.verify import ChainStart, VerificationReport, verify_records
+from audit.verify import PROGRESS_EVERY, ChainStart, Progress, VerificationReport, verify_records
 
 EXPORT_FORMAT = "predgate-audit-export/1"
+ENTRY_TYPES = frozenset({"header", "record", "checkpoint"})
 
 
 class ExportError(ValueError):
@@ -77,21 +78,44 @@ def iter_csv(session: Session, *, since: datetime | None, until: datetime | None
         yield flush(["" if record[name] is None else record[name] for name in RECORD_FIELDS])
 
 
-def write_export(lines: Iterable[str], path: Path) -> tuple[int, str]:
-    """Write an export's lines to `path` (whole or not at all); return (lines, SHA-256)."""
+def write_export(
+    lines: Iterable[str], path: Path, *, progress: Progress | None = None
+) -> tuple[int, str]:
+    """Write an export's lines to `path` (whole or not at all, replacing a file there); return
+    (lines, SHA-256). ExportError, naming the path, when it cannot be written.
+    `progress(lines written)` is called every PROGRESS_EVERY lines and once at the end."""
     partial = path.with_name(f".{path.name}.partial")
     digest, count = hashlib.sha256(), 0
-    with partial.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line)
-            digest.update(line.encode())
-            count += 1
-    os.replace(partial, path)
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line)
+                digest.update(line.encode())
+                count += 1
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    progress(count)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ExportError(
+            f"cannot write {path}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if progress is not None:
+        progress(count)
     return count, digest.hexdigest()
 
 
-def verify_export(path: Path, public_keys: Mapping[str, Ed25519PublicKey]) -> VerificationReport:
-    """Verify a JSONL export offline against trusted public keys."""
+def verify_export(
+    path: Path,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    progress: Progress | None = None,
+) -> VerificationReport:
+    """Verify a JSONL export offline against trusted public keys; `progress` as for
+    `verify_records`."""
     index: dict[str, int] = {}
     checkpoints: list[dict[str, Any]] = []
     for entry in _entries(path):
@@ -110,6 +134,7 @@ def verify_export(path: Path, public_keys: Mapping[str, Ed25519PublicKey]) -> Ve
         public_keys,
         start=ChainStart(None, None),
         seq_of_hash=index.get,
+        progress=progress,
     )
 
 
@@ -142,16 +167,41 @@ def export_hash_at(path: Path, seq: int) -> str | None:
 
 
 def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    # Messages say where and what is wrong, never what the line holds: an export may be a
+    # file of anything, secrets included.
+    number, header_seen = 0, False
     try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
                     continue
-                entry = json.loads(line)
-                if not isinstance(entry, dict) or "type" not in entry:
-                    raise ExportError(f"line {number} is not an export entry")
-                if number == 1 and entry.get("format") != EXPORT_FORMAT:
-                    raise ExportError("not a predgate audit export (bad header)")
+                entry = _entry(raw, number)
+                if not header_seen:
+                    if entry.get("type") != "header" or entry.get("format") != EXPORT_FORMAT:
+                        raise ExportError(
+                            f"{path.name}: line {number} is not the header of a predgate audit "
+                            f"export ({EXPORT_FORMAT}); is it a JSONL export?"
+                        )
+                    header_seen = True
                 yield entry
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read export: {exc.__class__.__name__}") from exc
+    except OSError as exc:
+        raise ExportError(
+            f"cannot read {path.name}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
+    if not header_seen:
+        raise ExportError(f"{path.name} is empty: not a predgate audit export")
+
+
+def _entry(raw: bytes, number: int) -> dict[str, Any]:
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ExportError(f"line {number} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"line {number} is not JSON ({exc.msg} at column {exc.colno}); an export made by "
+            "`predgate audit export --format jsonl` has one JSON object per line"
+        ) from None
+    if not isinstance(entry, dict) or entry.get("type") not in ENTRY_TYPES:
+        raise ExportError(f"line {number} is not an export entry (header, record or checkpoint)")
+    return entry

@@ -16,6 +16,7 @@ from audit.chain import Head, lock_head, write_checkpoint
 from audit.export import export_hash_at, export_seq_range, verify_export
 from audit.recorder import AuditConfig
 from audit.tables import AuditCheckpointRow, AuditRecordRow
+from audit.verify import Progress
 
 
 class PruneRefused(ValueError):
@@ -35,8 +36,10 @@ def prune_records(
     before: datetime,
     export_path: Path,
     public_keys: Mapping[str, Ed25519PublicKey],
+    progress: Progress | None = None,
 ) -> PruneResult:
-    """Delete records older than `before` that the export covers; sign an anchor at the cut."""
+    """Delete records older than `before` that the export covers; sign an anchor at the cut.
+    `progress(records verified)` follows the export's verification, the long part."""
     lock_head(session)
     first = session.scalar(select(func.min(AuditRecordRow.seq)))
     newer = session.scalar(select(func.min(AuditRecordRow.seq)).where(AuditRecordRow.ts >= before))
@@ -47,7 +50,7 @@ def prune_records(
     cut = (newer - 1) if newer is not None else last_seq
     if cut < first:
         return PruneResult(0, None)
-    report = verify_export(export_path, public_keys)
+    report = verify_export(export_path, public_keys, progress=progress)
     if not report.ok:
         raise PruneRefused(f"the export does not verify: {report.findings[0].message}")
     export_first, export_last = export_seq_range(export_path)

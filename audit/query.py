@@ -1,9 +1,13 @@
-"""Reading the audit log: filtered queries with a cursor, and bounded-memory iteration."""
+"""Reading the audit log: filtered queries with a cursor, pages newest or oldest first, and
+bounded-memory iteration."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +19,23 @@ from audit.tables import AuditCheckpointRow, AuditRecordRow
 
 MAX_QUERY_LIMIT = 10_000
 ITER_BATCH = 1000
+NEWEST, OLDEST = "newest", "oldest"
+# A cursor is `v1:<order>:<last seq seen>`, base64url without padding: opaque to callers, so
+# its form may change; seq is gap-free and only grows, so records appended while a caller
+# pages never shift a page (newest-first pages continue below the last seq seen).
+_CURSOR = re.compile(r"^v1:(newest|oldest):([0-9]{1,18})$")
+
+
+class InvalidQuery(ValueError):
+    """A query the log cannot answer as asked: a time range that ends before it starts, a
+    cursor this code did not give out, or one read in the other order. The message names the
+    field, never its value."""
+
+    def __init__(self, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+        self.code = reason
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,91 @@ def record_to_dict(row: Any) -> dict[str, Any]:
     values = dict(zip(RECORD_FIELDS, row, strict=True))
     values["ts"] = format_ts(values["ts"])
     return values
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """A page of stored records, the cursor for the next one (None: no more), and, when asked,
+    how many more records match after this page."""
+
+    records: list[dict[str, Any]]
+    next_cursor: str | None
+    order: str
+    remaining: int | None = None
+
+
+def check_time_range(since: datetime | None, until: datetime | None) -> None:
+    """InvalidQuery when `until` is not after `since` (the range would be empty)."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidQuery("until", "range_reversed", "until must be later than since")
+
+
+def encode_cursor(seq: int, order: str) -> str:
+    """The opaque cursor that continues a walk in `order` after the record `seq`."""
+    return base64.urlsafe_b64encode(f"v1:{order}:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """(last seq seen, order) of a cursor; InvalidQuery when it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    match = _CURSOR.match(text)
+    if match is None:
+        raise InvalidQuery("cursor", "invalid_cursor", "the cursor is not one this log gave out")
+    return int(match.group(2)), match.group(1)
+
+
+def page_records(
+    session: Session,
+    audit_filter: AuditFilter,
+    *,
+    order: str | None = None,
+    cursor: str | None = None,
+    count_remaining: bool = False,
+) -> RecordPage:
+    """One page of records matching the filter: newest first unless `order` is `oldest`; a
+    cursor continues the walk it came from (in its order), and `limit` (capped) is honoured.
+
+    `audit_filter.after_seq` is ignored here: the cursor says where to continue."""
+    after: int | None = None
+    if cursor is not None:
+        after, cursor_order = decode_cursor(cursor)
+        if order is not None and order != cursor_order:
+            raise InvalidQuery(
+                "cursor",
+                "cursor_order",
+                f"the cursor continues a walk in {cursor_order}-first order",
+            )
+        order = cursor_order
+    order = order or NEWEST
+    if order not in (NEWEST, OLDEST):
+        raise InvalidQuery("order", "invalid_order", "the order is newest or oldest")
+    limit = max(1, min(audit_filter.limit, MAX_QUERY_LIMIT))
+    matching = replace(audit_filter, after_seq=None)
+    query = _filtered(select(*_COLUMNS), matching)
+    newest_first = order == NEWEST
+    if after is not None:
+        query = query.where(
+            AuditRecordRow.seq < after if newest_first else AuditRecordRow.seq > after
+        )
+    seq_order = AuditRecordRow.seq.desc() if newest_first else AuditRecordRow.seq
+    # One more than the page: whether there is a next page costs no second query.
+    rows = [
+        record_to_dict(row) for row in session.execute(query.order_by(seq_order).limit(limit + 1))
+    ]
+    if len(rows) <= limit:
+        return RecordPage(rows, None, order, 0 if count_remaining else None)
+    records = rows[:limit]
+    last = int(records[-1]["seq"])
+    remaining = None
+    if count_remaining:
+        beyond = AuditRecordRow.seq < last if newest_first else AuditRecordRow.seq > last
+        counted = _filtered(select(func.count()).select_from(AuditRecordRow), matching)
+        remaining = int(session.scalar(counted.where(beyond)) or 0)
+    return RecordPage(records, encode_cursor(last, order), order, remaining)
 
 
 def query_records(session: Session, audit_filter: AuditFilter) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from audit.events import GENESIS_HASH, AuditEvent
 from audit.query import iter_records, list_checkpoints, seq_of_hash, seq_range
 from audit.signing import CheckpointSigner, key_id_of, load_public_key, load_signer
 from audit.tables import AuditCheckpointRow, AuditRecordRow
-from audit.verify import ChainStart, VerificationReport, verify_records
+from audit.verify import ChainStart, Progress, VerificationReport, verify_records
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ def verify_database(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    progress: Progress | None = None,
 ) -> VerificationReport:
     """Verify the stored chain (all of it, or the records in a time range), also while it is
     being appended to.
@@ -128,6 +129,7 @@ def verify_database(
         seq_of_hash=lambda hash_: seq_of_hash(session, hash_),
         head_seq=head_seq,
         head_after=lambda: read_head(session).seq,
+        progress=progress,
     )
 
 

@@ -17,6 +17,10 @@ from audit.events import record_hash
 from audit.signing import verify_statement
 
 MAX_FINDINGS = 50
+# How often a progress callback hears how many records were checked: often enough for a bar,
+# rarely enough to cost nothing per record.
+PROGRESS_EVERY = 1000
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,14 @@ def verify_records(
     seq_of_hash: Callable[[str], int | None],
     head_seq: int | None = None,
     head_after: Callable[[], int] | None = None,
+    progress: Progress | None = None,
 ) -> VerificationReport:
     """Check every record's hash and link, every checkpoint's signature and coverage.
 
     `head_seq` is the head read before the records; `head_after` reads it again once they have
     been read, so records appended meanwhile (a log being written) are not taken for forged
     ones: only a record past the head read last can have been inserted behind the chain's back.
+    `progress(records checked)` is called every PROGRESS_EVERY records and once at the end.
     """
     report = VerificationReport()
     checkpoint_list = sorted(checkpoints, key=lambda c: (c["seq"], c["kind"]))
@@ -109,6 +115,8 @@ def verify_records(
     for record in records:
         seq = int(record["seq"])
         report.records_checked += 1
+        if progress is not None and report.records_checked % PROGRESS_EVERY == 0:
+            progress(report.records_checked)
         if report.first_seq is None:
             report.first_seq = seq
             expected = expected if expected is not None else seq
@@ -125,6 +133,8 @@ def verify_records(
         before_running, running = running, record["hash"]
         expected = seq + 1
         report.last_seq = seq
+    if progress is not None:
+        progress(report.records_checked)
     _check_checkpoints(checkpoint_list, public_keys, hash_at, report)
     _check_head(head_seq, head_after, report)
     return report

@@ -21,6 +21,7 @@ many of a worker's threads and the others stay free for liveness probes and fast
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -53,15 +54,44 @@ log = logging.getLogger("predgate.audit")
 MAX_SENDS = 600
 RETRY_SECONDS = 1.0
 
-AUDIT_WRITE_FAILURES = Counter(
-    "predgate_audit_write_failures_total",
-    "Requests answered 503 because their record did not commit",
-)
-AUDIT_RECORDS = Counter("predgate_audit_records_total", "Audit records committed")
-AUDIT_CONTRADICTIONS = Counter(
-    "predgate_audit_contradictions_total",
-    "Records that committed after their request was answered 503 (in doubt past the bound)",
-)
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class WriterMetrics:
+    """What the writers of this process count (Prometheus)."""
+
+    write_failures: Counter
+    records: Counter
+    contradictions: Counter
+    write_seconds: Histogram
+    batch_errors: Counter
+
+
+@functools.cache
+def writer_metrics() -> WriterMetrics:
+    """This process's writer metrics, built with its first writer, never at import:
+    `predgate serve` switches prometheus-client to per-worker files before it forks."""
+    return WriterMetrics(
+        write_failures=Counter(
+            "predgate_audit_write_failures",
+            "Requests answered 503 because their record did not commit",
+        ),
+        records=Counter("predgate_audit_records", "Audit records committed"),
+        contradictions=Counter(
+            "predgate_audit_contradictions",
+            "Records that committed after their request was answered 503 (in doubt past the bound)",
+        ),
+        write_seconds=Histogram(
+            "predgate_audit_write_seconds",
+            "Time to append and commit one batch of records (group commit), failures included",
+            buckets=WRITE_BUCKETS,
+        ),
+        batch_errors=Counter(
+            "predgate_audit_batch_errors",
+            "Batches whose append failed in the store (each is retried or answered 503)",
+        ),
+    )
 
 
 class AuditUnavailable(Exception):
@@ -160,6 +190,7 @@ class GroupCommitWriter:
         self._in_flight_since: float | None = None
         self.failures = 0
         self.dropped = 0
+        self._metrics = writer_metrics()
 
     # --- request threads ------------------------------------------------------------------
 
@@ -299,14 +330,15 @@ class GroupCommitWriter:
     def _write(self, batch: list[_Pending]) -> None:
         try:
             try:
-                self._head_hint = append_and_commit(
-                    self._connection(),
-                    [pending.event for pending in batch],
-                    signer=self._signer,
-                    policy=self._policy,
-                    head_hint=self._head_hint,
-                    deadline=self._deadline(batch),
-                )
+                with self._metrics.write_seconds.time():
+                    self._head_hint = append_and_commit(
+                        self._connection(),
+                        [pending.event for pending in batch],
+                        signer=self._signer,
+                        policy=self._policy,
+                        head_hint=self._head_hint,
+                        deadline=self._deadline(batch),
+                    )
             except IntegrityError:
                 # An event id is taken: a record that was in doubt committed after all. Nothing
                 # of this batch committed; drop the duplicates and send the rest again.
@@ -321,6 +353,7 @@ class GroupCommitWriter:
                 return
             except Exception as exc:
                 log.error("audit write of %d records failed: %s", len(batch), type(exc).__name__)
+                self._metrics.batch_errors.inc()
                 self._set_down(True)  # new requests fail fast until a write succeeds
                 if not _in_doubt(exc, self._engine):
                     # The statement failed in the database: nothing of it committed.
@@ -338,7 +371,7 @@ class GroupCommitWriter:
                 self._requeue([p for p in batch if not p.waiter], committed)
                 self._finish([p for p in batch if p.waiter], committed=committed)
                 return
-            AUDIT_RECORDS.inc(len(batch))
+            self._metrics.records.inc(len(batch))
             self._set_down(False)
             self._finish(batch, committed={p.event.event_id for p in batch})
         finally:
@@ -374,7 +407,7 @@ class GroupCommitWriter:
                     "audit record of request %s committed after its request was answered 503",
                     pending.event.request_id,
                 )
-                AUDIT_CONTRADICTIONS.inc()
+                self._metrics.contradictions.inc()
             pending.state = _State.COMMITTED
             pending.done.set()
         with self._lock:
@@ -473,7 +506,7 @@ class GroupCommitWriter:
 
     def _count_failure(self) -> None:
         self.failures += 1
-        AUDIT_WRITE_FAILURES.inc()
+        self._metrics.write_failures.inc()
 
 
 def _in_doubt(exc: Exception, engine: Engine) -> bool:

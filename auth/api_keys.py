@@ -17,7 +17,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from auth.errors import AuthenticationFailed, InvalidArgument, KeyNotFound, TenantSuspended
+from auth.errors import (
+    AuthenticationFailed,
+    InvalidArgument,
+    KeyAlreadyRevoked,
+    KeyAlreadyRotated,
+    KeyNotFound,
+    TenantSuspended,
+)
 from auth.principal import PARTNER_SCOPES, Principal
 from auth.tables import ApiKeyRow, TenantRow
 from auth.tenants import Tenant, get_tenant, get_tenant_by_id
@@ -109,12 +116,22 @@ def issue_key(
     return IssuedKey(key=_to_key(row, tenant.name), api_key=f"{KEY_PREFIX}{key_id}_{secret}")
 
 
-def list_keys(session: Session, *, tenant_name: str | None = None) -> list[ApiKey]:
-    """Keys, optionally of one tenant, oldest first."""
+def list_keys(
+    session: Session,
+    *,
+    tenant_name: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[ApiKey]:
+    """Keys, optionally of one tenant, in issue order; `after` a key id, at most `limit`."""
     query = select(ApiKeyRow, TenantRow.name).join(TenantRow, ApiKeyRow.tenant_id == TenantRow.id)
     if tenant_name is not None:
         query = query.where(TenantRow.id == get_tenant(session, tenant_name).id)
-    rows = session.execute(query.order_by(ApiKeyRow.created_at, ApiKeyRow.id)).all()
+    if after is not None:
+        # An unknown key id makes the subquery NULL, and the page empty.
+        anchor = select(ApiKeyRow.id).where(ApiKeyRow.key_id == after).scalar_subquery()
+        query = query.where(ApiKeyRow.id > anchor)
+    rows = session.execute(query.order_by(ApiKeyRow.id).limit(limit)).all()
     return [_to_key(row, name) for row, name in rows]
 
 
@@ -125,13 +142,20 @@ def get_key(session: Session, key_id: str) -> ApiKey:
 
 
 def revoke_key(session: Session, key_id: str, *, reason: str = "") -> ApiKey:
-    """Revoke a key; the next request that presents it is refused."""
+    """Revoke a key; the next request that presents it is refused. KeyAlreadyRevoked when it
+    is revoked already: the first revocation's time and reason stay as they were."""
     row = _key_row(session, key_id)
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        row.revoked_reason = reason[:200] or None
-        session.flush()
+    refuse_revoked(_to_key(row, ""))
+    row.revoked_at = utcnow()
+    row.revoked_reason = reason[:200] or None
+    session.flush()
     return _to_key(row, get_tenant_by_id(session, row.tenant_id).name)
+
+
+def refuse_revoked(key: ApiKey) -> None:
+    """KeyAlreadyRevoked when the key is revoked (a check a caller may make before acting)."""
+    if key.revoked_at is not None:
+        raise KeyAlreadyRevoked(f"key {key.key_id} is revoked already; nothing was changed")
 
 
 def rotate_key(
@@ -142,9 +166,19 @@ def rotate_key(
     created_by: str,
     grace: timedelta = timedelta(hours=24),
 ) -> IssuedKey:
-    """Issue a successor with the same tenant and label; the old key ends after the grace."""
+    """Issue a successor with the same tenant and label; the old key ends after the grace.
+
+    A lineage is a chain with one successor per key: a key that has one already is refused
+    with KeyAlreadyRotated naming it, and only the newest key of a lineage can be rotated.
+    """
     row = _key_row(session, key_id)
     now = utcnow()
+    if row.replaced_by is not None:
+        raise KeyAlreadyRotated(
+            f"key {key_id} was already rotated to {row.replaced_by}; a key has at most one "
+            f"successor, so rotate the newest key of its lineage ({row.replaced_by} or its own "
+            "successor) instead"
+        )
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         raise InvalidArgument("only an active key can be rotated")
     if grace < timedelta(0):
@@ -345,6 +379,7 @@ __all__ = [
     "load_key_credential",
     "parse_key_id",
     "record_key_use",
+    "refuse_revoked",
     "revoke_key",
     "rotate_key",
     "set_key_limit",

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auth.errors import AuthError, InvalidArgument
+from auth.errors import AuthError, ClientAlreadyRevoked, InvalidArgument
 from auth.principal import PARTNER, ROLE_SCOPES
 from auth.tables import OAuthClientRow, TenantRow
 from auth.tenants import get_tenant
@@ -112,13 +112,18 @@ def create_client(
     return IssuedClient(client=_to_client(row, tenant_name), client_secret=secret)
 
 
-def list_clients(session: Session) -> list[OAuthClient]:
-    """Every client, oldest first."""
-    rows = session.execute(
-        select(OAuthClientRow, TenantRow.name)
-        .outerjoin(TenantRow, OAuthClientRow.tenant_id == TenantRow.id)
-        .order_by(OAuthClientRow.created_at, OAuthClientRow.id)
-    ).all()
+def list_clients(
+    session: Session, *, after: str | None = None, limit: int | None = None
+) -> list[OAuthClient]:
+    """Clients in creation order; `after` a client id, at most `limit`."""
+    query = select(OAuthClientRow, TenantRow.name).outerjoin(
+        TenantRow, OAuthClientRow.tenant_id == TenantRow.id
+    )
+    if after is not None:
+        # An unknown client id makes the subquery NULL, and the page empty.
+        anchor = select(OAuthClientRow.id).where(OAuthClientRow.client_id == after)
+        query = query.where(OAuthClientRow.id > anchor.scalar_subquery())
+    rows = session.execute(query.order_by(OAuthClientRow.id).limit(limit)).all()
     return [_to_client(row, name) for row, name in rows]
 
 
@@ -129,12 +134,21 @@ def get_client(session: Session, client_id: str) -> OAuthClient:
 
 
 def revoke_client(session: Session, client_id: str) -> OAuthClient:
-    """Revoke a client: no new tokens, and every token it holds is refused on the next request."""
+    """Revoke a client: no new tokens, and every token it holds is refused on the next request.
+    ClientAlreadyRevoked when it is revoked already (nothing changes)."""
     row, name = _client_with_tenant(session, client_id)
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.flush()
+    refuse_revoked_client(_to_client(row, name))
+    row.revoked_at = utcnow()
+    session.flush()
     return _to_client(row, name)
+
+
+def refuse_revoked_client(client: OAuthClient) -> None:
+    """ClientAlreadyRevoked when the client is revoked (a check a caller may make first)."""
+    if client.revoked_at is not None:
+        raise ClientAlreadyRevoked(
+            f"OAuth client {client.client_id} is revoked already; nothing was changed"
+        )
 
 
 def rotate_client_secret(session: Session, server_secret: bytes, client_id: str) -> IssuedClient:

@@ -49,11 +49,15 @@ class CredentialDirectory:
 
     def __init__(self, sessions: sessionmaker[Session], watcher: ChangeWatcher) -> None:
         self._sessions = sessions
-        self._keys: ChangeCache[str, KeyCredential] = ChangeCache(watcher)
-        self._tenants: ChangeCache[int, Tenant] = ChangeCache(watcher)
-        self._clients: ChangeCache[str, ClientGrant] = ChangeCache(watcher)
-        self._denylist: ChangeCache[tuple[str, str], bool] = ChangeCache(watcher)
-        self._signing: ChangeCache[str, tuple[VerifyingKey, ...]] = ChangeCache(watcher)
+        self._keys: ChangeCache[str, KeyCredential] = ChangeCache(watcher, name="keys")
+        self._tenants: ChangeCache[int, Tenant] = ChangeCache(watcher, name="tenants")
+        self._clients: ChangeCache[str, ClientGrant] = ChangeCache(watcher, name="clients")
+        self._denylist: ChangeCache[tuple[str, str], bool] = ChangeCache(
+            watcher, name="token_denylist"
+        )
+        self._signing: ChangeCache[str, tuple[VerifyingKey, ...]] = ChangeCache(
+            watcher, name="signing_keys"
+        )
         self._reload_lock = threading.Lock()
         self._reloaded_at = float("-inf")
 

@@ -83,6 +83,35 @@ class KeyNotFound(AuthError):
     public_detail = "No API key has this id."
 
 
+class KeyAlreadyRotated(AuthError):
+    """The key has a successor already: a rotation lineage is a chain, one successor per key,
+    so only its newest key can be rotated (a second successor would fork the lineage and
+    overwrite `replaced_by`). The message names the successor to rotate instead."""
+
+    code = "key_already_rotated"
+    status = 409
+    title = "API key already rotated"
+    public_message = True
+
+
+class KeyAlreadyRevoked(AuthError):
+    """The key is revoked already; a second revocation changes nothing and records nothing."""
+
+    code = "key_already_revoked"
+    status = 409
+    title = "API key already revoked"
+    public_detail = "This API key is revoked already; nothing was changed."
+
+
+class ClientAlreadyRevoked(AuthError):
+    """The OAuth client is revoked already; a second revocation changes nothing."""
+
+    code = "client_already_revoked"
+    status = 409
+    title = "OAuth client already revoked"
+    public_detail = "This OAuth client is revoked already; nothing was changed."
+
+
 class InvalidArgument(AuthError):
     """An administrative argument is malformed (name, duration, label) or not allowed in the
     current state (rotating a revoked key).

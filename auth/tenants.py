@@ -101,9 +101,15 @@ def create_tenant(session: Session, *, name: str) -> Tenant:
     return _to_tenant(row)
 
 
-def list_tenants(session: Session) -> list[Tenant]:
-    """All tenants by name."""
-    return [_to_tenant(r) for r in session.scalars(select(TenantRow).order_by(TenantRow.name))]
+def list_tenants(
+    session: Session, *, after: str | None = None, limit: int | None = None
+) -> list[Tenant]:
+    """Tenants by name; `after` a name, at most `limit`."""
+    query = select(TenantRow)
+    if after is not None:
+        query = query.where(TenantRow.name > after)
+    rows = session.scalars(query.order_by(TenantRow.name).limit(limit))
+    return [_to_tenant(r) for r in rows]
 
 
 def get_tenant(session: Session, name: str) -> Tenant:

@@ -30,6 +30,8 @@ ISSUER_MAX_LENGTH = 200
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # A Redis that stops answering costs a request at most this long before the failure mode applies.
 REDIS_TIMEOUT_SECONDS = 1.0
+# Loopback: a Prometheus (or sidecar) on the gateway's own host.
+METRICS_ALLOW_DEFAULT = ("127.0.0.0/8", "::1/128")
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -50,6 +52,7 @@ class Settings:
     max_model_upload_bytes: int = 50 * 1024 * 1024
     model_cache_size: int = 8
     log_level: str = "INFO"
+    log_format: str = "json"  # one JSON object per line; "text" for reading in a terminal
     instance_id: str = "local"
     # Audit log: Ed25519 checkpoint key (PEM or base64 seed; generated into data_dir if empty),
     # checkpoint cadence, how long a request waits for its record before it is answered 503,
@@ -62,6 +65,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How many proxies in front of the gateway append to X-Forwarded-For (nginx alone: 1).
     trusted_proxy_hops: int = 1
+    # Who may read GET /metrics without a credential (after PREDGATE_TRUSTED_PROXIES): these
+    # networks; anyone else needs the admin scope.
+    metrics_allow: tuple[str, ...] = METRICS_ALLOW_DEFAULT
     # Rate limits: policies such as "100/minute;5000/day", where counters live, how to count,
     # and what a request meets when the counter store is unreachable.
     default_rate_limit: str = "600/minute;100000/day"
@@ -105,7 +111,7 @@ class Settings:
         """Build settings from PREDGATE_* variables, creating the data directory and secret."""
         env = os.environ if environ is None else environ
         reader = _Reader(env)
-        data_dir = Path(reader.text("DATA_DIR", "./var")).expanduser().resolve()
+        data_dir = resolve_data_dir(env)
         database_url = reader.text("DATABASE_URL", "") or f"sqlite:///{data_dir / 'predgate.db'}"
         if not database_url.startswith(("sqlite://", "postgresql+psycopg://")):
             raise SettingsError(
@@ -124,6 +130,9 @@ class Settings:
         log_level = reader.text("LOG_LEVEL", "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        log_format = reader.text("LOG_FORMAT", "json").lower()
+        if log_format not in {"json", "text"}:
+            raise SettingsError(f"{PREFIX}LOG_FORMAT must be json or text")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -135,6 +144,7 @@ class Settings:
             ),
             model_cache_size=reader.integer("MODEL_CACHE_SIZE", 8, minimum=1),
             log_level=log_level,
+            log_format=log_format,
             instance_id=reader.text("INSTANCE_ID", "") or socket.gethostname(),
             audit_signing_key=reader.text("AUDIT_SIGNING_KEY", ""),
             audit_checkpoint_records=reader.integer(
@@ -147,6 +157,7 @@ class Settings:
             audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", False),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
             trusted_proxy_hops=reader.integer("TRUSTED_PROXY_HOPS", 1, minimum=1, maximum=5),
+            metrics_allow=reader.networks("METRICS_ALLOW") or METRICS_ALLOW_DEFAULT,
             default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", "600/minute;100000/day"),
             unauthenticated_rate_limit=reader.policy("UNAUTHENTICATED_RATE_LIMIT", "30/minute"),
             redis_url=_redis_url(reader.text("REDIS_URL", "")),
@@ -183,6 +194,12 @@ class Settings:
             "JWT_IDENTITY_CLAIM": "sub",
             "JWT_ACCESS_TOKEN_EXPIRES": self.token_lifetime_seconds,
         }
+
+
+def resolve_data_dir(environ: Mapping[str, str]) -> Path:
+    """The data directory: PREDGATE_DATA_DIR, else ./var (of the working directory), absolute."""
+    named = environ.get(f"{PREFIX}DATA_DIR", "").strip()
+    return Path(named or "./var").expanduser().resolve()
 
 
 def _redis_url(value: str) -> str | None:

@@ -18,11 +18,13 @@ with ``ChangesUnknown`` instead of serving what might have been revoked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Connection, Engine, Integer, event, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -186,6 +188,37 @@ class ChangeWatcher:
         return self._monotonic() - self.confirmed_at <= self.stale_after
 
 
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+
+@dataclass(frozen=True)
+class CacheMetrics:
+    """What the caches of this process count (Prometheus), by cache name."""
+
+    lookups: Counter  # labels: cache, result ("hit" or "miss")
+    invalidations: Counter  # labels: cache
+
+
+@functools.cache
+def cache_metrics() -> CacheMetrics:
+    """This process's cache metrics, built with its first cache, never at import:
+    `predgate serve` switches prometheus-client to per-worker files before it forks."""
+    # Imported here too: every `predgate` command imports this module, few build a cache.
+    from prometheus_client import Counter
+
+    return CacheMetrics(
+        lookups=Counter(
+            "predgate_cache_lookups", "Cache lookups by cache and result", ["cache", "result"]
+        ),
+        invalidations=Counter(
+            "predgate_cache_invalidations",
+            "Times a cache was emptied because what it holds changed",
+            ["cache"],
+        ),
+    )
+
+
 class ChangeCache(Generic[K, V]):
     """A per-process memo of values read from cached tables, dropped when the generation moves.
 
@@ -193,7 +226,14 @@ class ChangeCache(Generic[K, V]):
     since the read began, so a stale read can never outlive the change that made it stale.
     """
 
-    def __init__(self, watcher: ChangeWatcher, *, maxsize: int = 10_000) -> None:
+    def __init__(
+        self, watcher: ChangeWatcher, *, maxsize: int = 10_000, name: str = "records"
+    ) -> None:
+        metrics = cache_metrics()
+        # Children resolved once: a lookup then costs one increment, no label handling.
+        self._hits = metrics.lookups.labels(name, "hit")
+        self._misses = metrics.lookups.labels(name, "miss")
+        self._invalidations = metrics.invalidations.labels(name)
         self._watcher = watcher
         self._maxsize = maxsize
         self._lock = threading.Lock()
@@ -207,9 +247,13 @@ class ChangeCache(Generic[K, V]):
         if not self._watcher.trusted():
             raise ChangesUnknown("the change generation could not be confirmed recently")
         with self._lock:
-            if key in self._entries:
-                return self._entries[key]
+            hit = key in self._entries
+            found = self._entries.get(key)
             epoch = self._epoch
+        if hit:
+            self._hits.inc()
+            return found
+        self._misses.inc()
         value = load()
         if value is None:
             return None
@@ -228,3 +272,6 @@ class ChangeCache(Generic[K, V]):
         with self._lock:
             self._entries.clear()
             self._epoch += 1
+            learned = self._epoch == 1
+        if not learned:  # the first poll only learns the generation: nothing was invalidated
+            self._invalidations.inc()

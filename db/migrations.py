@@ -1,16 +1,25 @@
-"""Alembic, driven from code: upgrade to head, and tell whether a database is at head."""
+"""Alembic, driven from code: upgrade to head, and tell whether a database is at head.
+
+Telling is done without Alembic: every command and readiness probe asks, and importing Alembic
+costs more CPU than the rest of a quick command (bench/cli_start.py). It reads the revision
+table Alembic keeps and the `revision`/`down_revision` lines of the migration files."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
+_REVISION_LINE = re.compile(
+    r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|\"[^\"]*\"|'[^']*')\s*$", re.MULTILINE
+)
 
 
 class DatabaseNotMigrated(RuntimeError):
@@ -19,6 +28,8 @@ class DatabaseNotMigrated(RuntimeError):
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic config that runs the repository's migrations on this engine."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -26,21 +37,34 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
-    """The newest revision in the migrations folder."""
-    head = ScriptDirectory.from_config(_script_config()).get_current_head()
-    if head is None:
-        raise DatabaseNotMigrated("the migrations folder holds no revision")
-    return head
+    """The newest revision in the migrations folder: the one no other revision follows."""
+    revisions: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            down = found.get("down_revision", "None")
+            revisions[found["revision"].strip("\"'")] = None if down == "None" else down[1:-1]
+    heads = set(revisions) - set(revisions.values())
+    if len(heads) != 1:
+        raise DatabaseNotMigrated(
+            f"the migrations folder holds {len(heads)} heads, not one: {sorted(heads)}"
+        )
+    return heads.pop()
 
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        version = connection.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))  # noqa: S608
+    return None if version is None else str(version)
 
 
 def upgrade(engine: Engine) -> str:
     """Apply every pending migration; return the revision reached."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "head")
     return head_revision()
 
@@ -53,9 +77,3 @@ def ensure_at_head(engine: Engine) -> None:
             f"the database is at revision {current or 'none (empty)'}, this code needs {head}: "
             "run `predgate db upgrade`"
         )
-
-
-def _script_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return config

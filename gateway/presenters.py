@@ -3,10 +3,13 @@ the admin API and by `predgate ... --json` alike. Never a secret or its hash."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from audit.usage import DailyUsage
 from auth.api_keys import ApiKey
 from auth.clients import OAuthClient
 from auth.tenants import Assignment, Tenant
@@ -106,6 +109,47 @@ def assigned_model_json(meta: ModelVersion) -> dict[str, Any]:
     }
 
 
-def usage_json(key_id: str, windows: list[WindowUsage], *, now: float) -> dict[str, Any]:
-    """What a key has spent in each window that applies to it."""
-    return {"key_id": key_id, "windows": [window.to_dict(now) for window in windows]}
+def usage_json(
+    subject: dict[str, Any],
+    windows: list[WindowUsage] | None,
+    *,
+    now: float,
+    unavailable: dict[str, str] | None = None,
+    traffic: DailyUsage | None = None,
+) -> dict[str, Any]:
+    """A key's or tenant's usage: each rate-limit window as it stands (null, with the reason
+    in `windows_unavailable`, when the counters cannot be read here), and the partner traffic
+    the audit log counted per day."""
+    shown = {
+        **subject,
+        "windows": [w.to_dict(now) for w in windows] if windows is not None else None,
+        "windows_unavailable": unavailable,
+    }
+    return {**shown, **traffic.to_dict()} if traffic is not None else shown
+
+
+def audit_records_json(
+    records: Iterable[Mapping[str, Any]], tenants: Iterable[Tenant]
+) -> list[dict[str, Any]]:
+    """Audit records as a compliance officer reads them (`/audit/v1`, `predgate audit query`):
+    the tenant's name beside its id, `details` as an object rather than the stored JSON text."""
+    names = {tenant.id: tenant.name for tenant in tenants}
+    shown = []
+    for record in records:
+        entry: dict[str, Any] = {}
+        for name, value in record.items():
+            entry[name] = _details(value) if name == "details" else value
+            if name == "tenant_id":
+                entry["tenant"] = names.get(value) if value is not None else None
+        shown.append(entry)
+    return shown
+
+
+def _details(stored: str | None) -> Any:
+    if not stored:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        # A record altered in the database may hold anything; show it, verification names it.
+        return stored

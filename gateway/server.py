@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from multiprocessing import util as multiprocessing_util
+from typing import Any
 
 from flask import Flask
 from granian import Granian
@@ -22,6 +23,7 @@ from granian.log import LogLevels
 
 from config import Settings
 from gateway.front import BufferingFront
+from gateway.logs import configure_logging
 
 log = logging.getLogger("predgate.server")
 SHUTDOWN_SECONDS = 20
@@ -32,15 +34,29 @@ BODY_SECONDS = 10.0
 _served: Settings | None = None  # what `serve` validated; inherited by the forked workers
 
 
+def granian_logging() -> dict[str, Any]:
+    """granian's logging config: its loggers pass their lines to the root logger, whose handler
+    (gateway.logs) writes them in PREDGATE_LOG_FORMAT like every other line."""
+    return {
+        "loggers": {
+            "_granian": {"handlers": [], "propagate": True},
+            "granian.access": {"handlers": [], "propagate": True},
+        }
+    }
+
+
 def worker_app() -> Flask:
     """The app of one worker (granian's factory), run by granian on its threads."""
     from gateway import create_app
+    from gateway.metrics import worker_started, worker_stopped
     from gateway.runtime import get_runtime
 
     app = create_app(_served or Settings.from_env())
+    worker_started()
     # Run when the worker process ends normally (granian's graceful stop): multiprocessing
     # runs its finalizers then, where atexit handlers would not run.
     multiprocessing_util.Finalize(None, get_runtime(app).close, exitpriority=10)
+    multiprocessing_util.Finalize(None, worker_stopped, exitpriority=5)
     return app
 
 
@@ -82,8 +98,15 @@ def serve(
     Python threads. Each request is read whole before the app runs it (gateway.front), unless
     `behind_proxy` says a proxy in front already does (the shipped nginx): then granian runs
     the app directly, for about a fifth less CPU per request."""
+    from gateway.metrics import enter_multiprocess_mode, leave_multiprocess_mode
+
     global _served
     _served = replace(settings, server_threads=threads)
+    configure_logging(settings.log_level, settings.log_format)
+    log.info(
+        "serving",
+        extra={"url": f"http://{host}:{port}", "workers": workers, "threads": threads},
+    )
     if behind_proxy:
         # granian's WSGI: it runs the app on its `threads` blocking threads.
         target, interface, blocking = "worker_app", Interfaces.WSGI, threads
@@ -91,6 +114,23 @@ def serve(
         # RSGI: the worker's event loop reads bodies, then runs the app on `threads` threads of
         # the front; requests beyond them wait on the loop, not on a thread.
         target, interface, blocking = "buffered_worker_app", Interfaces.RSGI, None
+    # Before the fork: every worker counts into its own files in this start's directory.
+    metrics_dir = enter_multiprocess_mode()
+    try:
+        _granian(target, interface, blocking, host=host, port=port, workers=workers)
+    finally:
+        leave_multiprocess_mode(metrics_dir)
+
+
+def _granian(
+    target: str,
+    interface: Interfaces,
+    blocking: int | None,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+) -> None:
     Granian(
         f"gateway.server:{target}",
         factory=True,
@@ -119,5 +159,6 @@ def serve(
         # Its one warning is that threads outnumber cores: intended, they mostly wait for the
         # audit commit.
         log_level=LogLevels.error,
+        log_dictconfig=granian_logging(),
         log_access=False,  # predgate writes its own access log, without query strings
     ).serve()

@@ -16,7 +16,9 @@ class ModelCatalog:
 
     def __init__(self, sessions: sessionmaker[Session], watcher: ChangeWatcher) -> None:
         self._sessions = sessions
-        self._versions: ChangeCache[tuple[str, int | None], ModelVersion] = ChangeCache(watcher)
+        self._versions: ChangeCache[tuple[str, int | None], ModelVersion] = ChangeCache(
+            watcher, name="model_versions"
+        )
 
     def version(self, name: str, version: int | None = None) -> ModelVersion:
         """The given version of a model, or its latest when version is None; ModelNotFound."""

@@ -10,15 +10,19 @@ values itself, stands behind it). The schema is read off the fitted estimator at
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ModelError
+
+# numpy is imported where arrays are built: reading a model's schema (the registry, the CLI)
+# must not pay for it.
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 MAX_NAME_SHOWN = 64
 MAX_TEXT_LENGTH = 200
@@ -137,6 +141,8 @@ class FeatureSchema:
         self, records: Sequence[Mapping[str, JsonScalar]], *, max_batch: int, batched: bool
     ) -> ModelInput:
         """Check every record against the schema and shape them as the model's input."""
+        import numpy as np
+
         if not records:
             raise EmptyBatch("The request holds no record.")
         if len(records) > max_batch:
@@ -188,7 +194,7 @@ def _number(spec: FeatureSpec, value: Any, row: int, batched: bool) -> float:
         kind = "an integer" if spec.type == "integer" else "a number"
         raise InvalidFeatures(_field(row, batched, spec.name), "not_a_number", f"must be {kind}")
     number = float(value)
-    if not np.isfinite(number):
+    if not math.isfinite(number):
         raise InvalidFeatures(_field(row, batched, spec.name), "not_finite", "must be finite")
     if spec.type == "integer" and not number.is_integer():
         raise InvalidFeatures(
@@ -260,6 +266,8 @@ def _field(row: int, batched: bool, name: str) -> str:
 
 def recorded_categories(values: Sequence[Any]) -> tuple[Any, ...]:
     """Categories as plain JSON scalars, missing markers (NaN, None) dropped."""
+    import numpy as np
+
     plain: list[Any] = []
     for value in values:
         if isinstance(value, np.generic):

@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 from numpy.typing import NDArray
 
+from db.changes import cache_metrics
 from models.artifacts import ArtifactStore
 from models.compilation import label_lookup, map_labels, open_session, run_session
 from models.errors import ArtifactIntegrityError, InvalidInput, ProbabilitiesUnsupported
@@ -156,6 +157,10 @@ class ModelCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
         self._loading: dict[CacheKey, threading.Event] = {}
+        metrics = cache_metrics()
+        self._hits = metrics.lookups.labels("models", "hit")
+        self._misses = metrics.lookups.labels("models", "miss")
+        self._invalidations = metrics.invalidations.labels("models")
 
     def get(self, meta: ModelVersion) -> LoadedModel:
         """The loaded model for this version, loading it on a miss; failed loads are not kept."""
@@ -165,6 +170,7 @@ class ModelCache:
                 loaded = self._entries.get(key)
                 if loaded is not None:
                     self._entries.move_to_end(key)
+                    self._hits.inc()
                     return loaded
                 pending = self._loading.get(key)
                 if pending is None:
@@ -173,6 +179,7 @@ class ModelCache:
             # Another thread is loading this key: wait for it, then look again (and load
             # ourselves if that load failed).
             pending.wait()
+        self._misses.inc()
         # Loading reads and verifies a file: done outside the lock so other models stay served.
         try:
             loaded = load_model(self.store, meta)
@@ -198,3 +205,4 @@ class ModelCache:
         """Forget every loaded model."""
         with self._lock:
             self._entries.clear()
+        self._invalidations.inc()

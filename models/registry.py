@@ -13,15 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.base import utcnow
 from models.artifacts import ArtifactStore
-from models.compilation import compile_onnx
 from models.errors import (
     ArtifactAlreadyRegistered,
     InvalidArtifact,
@@ -29,11 +27,14 @@ from models.errors import (
     ModelNotFound,
     UnsupportedModelFormat,
 )
-from models.estimators import EstimatorInfo, Label, describe_estimator, probe_estimator
 from models.features import FeatureSpec, numeric_specs
-from models.formats import check_trees, load_skops, sniff_format
 from models.tables import ModelVersionRow
 
+if TYPE_CHECKING:
+    from models.estimators import EstimatorInfo, Label
+
+# scikit-learn, skops and the ONNX toolchain are imported by the functions that register a
+# model, not here: reading the registry (the CLI, tenant assignment) must not pay for them.
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _MODEL_REF = re.compile(r"^([^@]+)@([1-9][0-9]{0,8})$")
 
@@ -93,6 +94,11 @@ def register_model(
 
     The row is added and flushed; committing is the caller's job.
     """
+    import joblib
+
+    from models.estimators import describe_estimator
+    from models.formats import sniff_format
+
     check_model_name(name)
     recorded_metrics = _json_metrics(metrics)
     try:
@@ -151,6 +157,8 @@ def register_upload(
     refused by its content (UnsupportedModelFormat), and a skops file is built only from the
     allow-list in models.formats (UntrustedModelType otherwise).
     """
+    from models.formats import sniff_format
+
     check_model_name(name)
     kind = sniff_format(data)
     if kind != "skops":
@@ -191,6 +199,9 @@ def _add_skops(
     feature_types: Mapping[str, str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ModelVersion:
+    from models.estimators import describe_estimator
+    from models.formats import check_trees, load_skops
+
     estimator = load_skops(data)
     info = describe_estimator(estimator, features, feature_types)
     # Before anything predicts: scikit-learn trusts a tree's indices (see check_trees).
@@ -211,6 +222,9 @@ def _add_version(
     metrics: dict[str, Any] | None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ModelVersion:
+    from models.compilation import compile_onnx
+    from models.estimators import probe_estimator
+
     sample = probe_estimator(estimator, info)
     progress(f"compiling to ONNX and checking parity on {len(sample.predictions)} sample rows")
     compiled = compile_onnx(estimator, info, sample)
@@ -246,10 +260,21 @@ def _add_version(
     return _to_version(row)
 
 
-def list_models(session: Session) -> list[ModelVersion]:
-    """Every registered version, ordered by name then version."""
+def list_models(
+    session: Session, *, after: tuple[str, int] | None = None, limit: int | None = None
+) -> list[ModelVersion]:
+    """Registered versions by name then version; `after` a (name, version), at most `limit`."""
+    query = select(ModelVersionRow)
+    if after is not None:
+        name, version = after
+        query = query.where(
+            or_(
+                ModelVersionRow.name > name,
+                and_(ModelVersionRow.name == name, ModelVersionRow.version > version),
+            )
+        )
     rows = session.scalars(
-        select(ModelVersionRow).order_by(ModelVersionRow.name, ModelVersionRow.version)
+        query.order_by(ModelVersionRow.name, ModelVersionRow.version).limit(limit)
     )
     return [_to_version(row) for row in rows]
 

@@ -113,7 +113,6 @@ class LimitPolicy:
 def resolve_policy(limits: KeyLimits, *, default: str) -> LimitPolicy:
     """The limits of a key: its own (or inherited) policy, and its tenant's aggregate."""
     key_counter = f"key:{limits.lineage_id}"
-    tenant_counter = f"tenant:{limits.tenant_id}"
     if limits.key_policy is not None:
         scoped = [ScopedLimit("key", key_counter, limits.key_policy, "key")]
     elif limits.tenant_policy is None:
@@ -121,8 +120,21 @@ def resolve_policy(limits: KeyLimits, *, default: str) -> LimitPolicy:
     else:
         scoped = []
     if limits.tenant_policy is not None:
-        scoped.append(ScopedLimit("tenant", tenant_counter, limits.tenant_policy, "tenant"))
+        scoped.append(tenant_limit(limits.tenant_id, limits.tenant_policy))
     return LimitPolicy(tuple(scoped))
+
+
+def tenant_limit(tenant_id: int, policy: str) -> ScopedLimit:
+    """A tenant's aggregate limit: one counter that all the tenant's keys spend."""
+    return ScopedLimit("tenant", f"tenant:{tenant_id}", policy, "tenant")
+
+
+def tenant_policy(tenant_id: int, policy: str | None, *, default: str) -> LimitPolicy:
+    """The tenant's aggregate windows alone, as `tenants usage` reads them (none without a
+    tenant policy: each key is then counted on its own)."""
+    if policy is None:
+        return LimitPolicy(())
+    return LimitPolicy((_valid_or_default(tenant_limit(tenant_id, policy), default),))
 
 
 def address_policy(address: str, *, policy: str, client_id: str | None = None) -> LimitPolicy:

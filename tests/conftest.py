@@ -33,8 +33,26 @@ from gateway.runtime import get_runtime
 from models.artifacts import ArtifactStore
 from models.registry import ModelVersion, register_model
 from tests import fixtures_models
+from tests.ratelimit_support import REDIS_URL_VARIABLE, RUN_KEY_PREFIX, delete_keys_with_prefix
 
 PG_URL_VARIABLE = "PREDGATE_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_cleanup() -> Iterator[None]:
+    """Delete, once the run ends, every counter it left in the shared test Redis: tests count
+    under key prefixes of this run (tests.ratelimit_support.unique_key_prefix)."""
+    yield
+    url = os.environ.get(REDIS_URL_VARIABLE)
+    if not url:
+        return
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        delete_keys_with_prefix(client, RUN_KEY_PREFIX)
+    finally:
+        client.close()
 
 
 def _backends() -> list[str]:

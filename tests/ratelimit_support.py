@@ -9,11 +9,28 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from typing import Any
 
 import redis
 
 REDIS_URL_VARIABLE = "PREDGATE_TEST_REDIS_URL"
+# Every counter a test run writes to the shared test Redis has a key prefix starting with this
+# (see unique_key_prefix), so the run deletes exactly its own keys at the end (tests/conftest.py).
+RUN_KEY_PREFIX = f"predgate-test-{uuid.uuid4().hex[:10]}"
+
+
+def unique_key_prefix() -> str:
+    """A rate-limit key prefix (PREDGATE_RATELIMIT_KEY_PREFIX) of this run, unique per call."""
+    return f"{RUN_KEY_PREFIX}-{uuid.uuid4().hex[:8]}"
+
+
+def delete_keys_with_prefix(client: redis.Redis, prefix: str) -> int:
+    """Delete every counter whose key prefix starts with `prefix`; how many were deleted."""
+    names = list(client.scan_iter(match=f"*LIMITER/{prefix}*", count=1000))
+    for start in range(0, len(names), 500):
+        client.delete(*names[start : start + 500])
+    return len(names)
 
 
 def storage_variants() -> list[str]:

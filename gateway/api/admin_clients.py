@@ -19,8 +19,9 @@ from auth.clients import (
 )
 from auth.tenants import get_tenant
 from gateway.api.acts import actor, admin_act
-from gateway.api.admin_shapes import ERROR_RESPONSES, StrictBody
+from gateway.api.admin_shapes import ERROR_RESPONSES, ClientListQuery, StrictBody
 from gateway.context import RequestContext
+from gateway.pages import cut_page
 from gateway.pipeline import endpoint
 from gateway.presenters import client_json, issued_client_json
 
@@ -51,6 +52,7 @@ class IssuedClientOut(ClientOut):
 
 class ClientList(BaseModel):
     clients: list[ClientOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
 
 
 def _tenant_id_of(ctx: RequestContext, client: OAuthClient) -> int | None:
@@ -85,12 +87,17 @@ def create(ctx: RequestContext, body: ClientCreate) -> ResponseReturnValue:
 @endpoint(
     "admin.read",
     scope="admin",
+    query=ClientListQuery,
     responses=Response(HTTP_200=ClientList, **ERROR_RESPONSES),
     tags=TAGS,
 )
-def list_all(ctx: RequestContext) -> ResponseReturnValue:
-    """Every client (never a secret)."""
-    return jsonify({"clients": [client_json(c) for c in list_clients(ctx.db())]})
+def list_all(ctx: RequestContext, query: ClientListQuery) -> ResponseReturnValue:
+    """Clients in creation order (never a secret), a page at a time."""
+    found = list_clients(ctx.db(), after=query.after(), limit=query.limit + 1)
+    page = cut_page(query.kind, found, query.limit, lambda c: c.client_id)
+    return jsonify(
+        {"clients": [client_json(c) for c in page.items], "next_cursor": page.next_cursor}
+    )
 
 
 @bp.post("/<client_id>/revoke")

@@ -7,59 +7,39 @@ import time
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, Field
 from spectree import Response
 
+from audit.usage import key_daily_usage
 from auth.api_keys import ApiKey, get_key, issue_key, list_keys, revoke_key, rotate_key
 from auth.api_keys import set_key_limit as set_key_policy
 from auth.durations import parse_duration
 from auth.tenants import get_tenant
-from auth.usage import key_usage
+from auth.usage import key_usage, read_windows
+from db.base import utcnow
 from gateway.api.acts import actor, admin_act
 from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
     IssuedKeyOut,
     KeyIssue,
     KeyList,
+    KeyListQuery,
     KeyOut,
     KeyRevoke,
     KeyRotate,
+    KeyUsageOut,
     RateLimitBody,
+    UsageQuery,
 )
 from gateway.context import RequestContext
-from gateway.errors import ApiError
+from gateway.pages import cut_page
 from gateway.pipeline import endpoint
 from gateway.presenters import issued_key_json, key_json, usage_json
-from ratelimit.errors import CounterStoreUnavailable
 
 bp = Blueprint("admin_keys", __name__, url_prefix="/admin/v1/keys")
 TAGS = ["admin: API keys"]
 NO_STORE = {"Cache-Control": "no-store"}
 ONE = Response(HTTP_200=KeyOut, **ERROR_RESPONSES)
 ISSUED = Response(HTTP_201=IssuedKeyOut, **ERROR_RESPONSES)
-
-
-class KeyListQuery(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    tenant: str | None = Field(default=None, max_length=64)
-
-
-class WindowOut(BaseModel):
-    window: str
-    scope: str
-    policy: str
-    policy_source: str
-    limit: int
-    window_seconds: int
-    used: int
-    remaining: int
-    resets_in_seconds: int
-
-
-class KeyUsageOut(BaseModel):
-    key_id: str
-    windows: list[WindowOut]
 
 
 def _tenant_id_of(ctx: RequestContext, key: ApiKey) -> int:
@@ -94,9 +74,12 @@ def issue(ctx: RequestContext, body: KeyIssue) -> ResponseReturnValue:
     tags=TAGS,
 )
 def list_all(ctx: RequestContext, query: KeyListQuery) -> ResponseReturnValue:
-    """Keys, optionally of one tenant (never their secrets)."""
-    found = list_keys(ctx.db(), tenant_name=query.tenant)
-    return jsonify({"keys": [key_json(k) for k in found]})
+    """Keys in issue order, optionally of one tenant (never their secrets), a page at a time."""
+    found = list_keys(
+        ctx.db(), tenant_name=query.tenant, after=query.after(), limit=query.limit + 1
+    )
+    page = cut_page(query.kind, found, query.limit, lambda k: k.key_id)
+    return jsonify({"keys": [key_json(k) for k in page.items], "next_cursor": page.next_cursor})
 
 
 @bp.post("/<key_id>/revoke")
@@ -142,27 +125,21 @@ def set_limit(ctx: RequestContext, key_id: str, body: RateLimitBody) -> Response
 @endpoint(
     "key.usage",
     scope="admin",
+    query=UsageQuery,
     responses=Response(HTTP_200=KeyUsageOut, **ERROR_RESPONSES),
     tags=TAGS,
 )
-def usage(ctx: RequestContext, key_id: str) -> ResponseReturnValue:
-    """What the key has spent in each window that applies to it, in this gateway's counters."""
+def usage(ctx: RequestContext, key_id: str, query: UsageQuery) -> ResponseReturnValue:
+    """What the key has spent in each window that applies to it, in this gateway's counters,
+    and its partner requests per UTC day and status over the last `days` days (audit log)."""
     key = get_key(ctx.db(), key_id)
     ctx.audit.tenant_id = _tenant_id_of(ctx, key)
-    limiter = ctx.runtime.limiter
-    if limiter is None:
-        raise ApiError(
-            409, "rate_limits_disabled", "Rate limits disabled", "This gateway counts nothing."
-        )
-    try:
-        windows = key_usage(
-            ctx.db(), limiter.store, key_id, default_policy=ctx.runtime.settings.default_rate_limit
-        )
-    except CounterStoreUnavailable:
-        raise ApiError(
-            503,
-            "ratelimit_unavailable",
-            "Rate limiting unavailable",
-            "The rate-limit store cannot be read right now.",
-        ) from None
-    return jsonify(usage_json(key_id, windows, now=time.time()))
+    store = ctx.runtime.limiter.store if ctx.runtime.limiter is not None else None
+    default = ctx.runtime.settings.default_rate_limit
+    windows, unavailable = read_windows(
+        store, lambda counters: key_usage(ctx.db(), counters, key_id, default_policy=default)
+    )
+    traffic = key_daily_usage(ctx.db(), key_id=key_id, days=query.days, now=utcnow())
+    subject = {"key_id": key_id, "tenant": key.tenant_name}
+    shown = usage_json(subject, windows, now=time.time(), unavailable=unavailable, traffic=traffic)
+    return jsonify(shown)

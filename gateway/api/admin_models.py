@@ -14,9 +14,16 @@ from pydantic import Field, ValidationError
 from spectree import Response
 
 from gateway.api.acts import actor, admin_act
-from gateway.api.admin_shapes import ERROR_RESPONSES, ModelList, ModelVersionOut, StrictBody
+from gateway.api.admin_shapes import (
+    ERROR_RESPONSES,
+    ModelList,
+    ModelListQuery,
+    ModelVersionOut,
+    StrictBody,
+)
 from gateway.context import RequestContext
 from gateway.errors import ApiError
+from gateway.pages import cut_page
 from gateway.pipeline import endpoint
 from gateway.pipeline.bodies import FieldProblem, field_path, invalid_inputs, validation_fields
 from gateway.presenters import model_json
@@ -47,12 +54,15 @@ class ModelUpload(StrictBody):
 @endpoint(
     "admin.read",
     scope="admin",
+    query=ModelListQuery,
     responses=Response(HTTP_200=ModelList, **ERROR_RESPONSES),
     tags=TAGS,
 )
-def list_all(ctx: RequestContext) -> ResponseReturnValue:
-    """Every registered version, by name then version."""
-    return jsonify({"models": [model_json(m) for m in list_models(ctx.db())]})
+def list_all(ctx: RequestContext, query: ModelListQuery) -> ResponseReturnValue:
+    """Registered versions by name then version, a page at a time."""
+    found = list_models(ctx.db(), after=query.after_version(), limit=query.limit + 1)
+    page = cut_page(query.kind, found, query.limit, lambda m: f"{m.name}@{m.version}")
+    return jsonify({"models": [model_json(m) for m in page.items], "next_cursor": page.next_cursor})
 
 
 @bp.get("/<ref>")

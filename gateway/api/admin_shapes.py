@@ -3,10 +3,12 @@ never ignored), and the documented shapes of what gateway.presenters answers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from audit.usage import MAX_DAYS
+from gateway.pages import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, decode_cursor
 from gateway.schemas import Problem
 
 ERROR_RESPONSES: dict[str, Any] = {
@@ -18,6 +20,73 @@ class StrictBody(BaseModel):
     """A request body that refuses fields it does not declare and values of the wrong type."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PageQuery(BaseModel):
+    """`?limit=&cursor=` of an admin list: a page at a time, in a stable order."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ClassVar[str]
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page.")
+    cursor: str | None = Field(
+        default=None, max_length=400, description="The `next_cursor` of the previous page."
+    )
+
+    @field_validator("cursor")
+    @classmethod
+    def _of_this_list(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cls.kind, cursor)  # InvalidCursor is a ValueError: a 422
+        return cursor
+
+    def after(self) -> str | None:
+        """The public id of the last item of the previous page."""
+        return decode_cursor(self.kind, self.cursor) if self.cursor else None
+
+
+class TenantListQuery(PageQuery):
+    kind = "tenants"
+
+
+class KeyListQuery(PageQuery):
+    kind = "keys"
+
+    tenant: str | None = Field(default=None, max_length=64)
+
+
+class ClientListQuery(PageQuery):
+    kind = "clients"
+
+
+class ModelListQuery(PageQuery):
+    kind = "models"
+
+    @field_validator("cursor")
+    @classmethod
+    def _names_a_version(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            model_position(decode_cursor(cls.kind, cursor))
+        return cursor
+
+    def after_version(self) -> tuple[str, int] | None:
+        """The (name, version) of the last version of the previous page."""
+        after = self.after()
+        return model_position(after) if after is not None else None
+
+
+def model_position(ref: str) -> tuple[str, int]:
+    """`NAME@VERSION` of a model cursor as (name, version); InvalidCursor otherwise."""
+    name, _at, version = ref.rpartition("@")
+    if not name or not version.isdigit():
+        raise InvalidCursor("not a cursor of this list")
+    return name, int(version)
+
+
+class UsageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(default=7, ge=1, le=MAX_DAYS, description="The last N UTC days, today too.")
 
 
 class TenantCreate(StrictBody):
@@ -70,6 +139,7 @@ class TenantAssignmentOut(TenantOut):
 
 class TenantList(BaseModel):
     tenants: list[TenantOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
 
 
 class KeyOut(BaseModel):
@@ -92,6 +162,7 @@ class IssuedKeyOut(KeyOut):
 
 class KeyList(BaseModel):
     keys: list[KeyOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
 
 
 class ModelVersionOut(BaseModel):
@@ -109,3 +180,59 @@ class ModelVersionOut(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelVersionOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
+
+
+class WindowOut(BaseModel):
+    window: str
+    scope: str
+    policy: str
+    policy_source: str
+    limit: int
+    window_seconds: int
+    used: int
+    remaining: int
+    resets_in_seconds: int
+
+
+class WindowsUnavailable(BaseModel):
+    code: str = Field(description="rate_limits_disabled or ratelimit_unavailable")
+    detail: str
+
+
+class TrafficOut(BaseModel):
+    requests: int
+    predictions: int = Field(description="Answered predict requests.")
+    rows: int = Field(description="Rows those predictions scored.")
+    refused: int = Field(description="4xx other than 429.")
+    rate_limited: int = Field(description="429 answers.")
+    errors: int = Field(description="5xx answers.")
+    by_status: dict[str, int]
+
+
+class DayTrafficOut(TrafficOut):
+    day: str = Field(description="A UTC day, YYYY-MM-DD.")
+
+
+class KeyTrafficOut(TrafficOut):
+    key_id: str
+
+
+class UsageOut(BaseModel):
+    windows: list[WindowOut] | None = Field(description="Rate-limit windows as they stand now.")
+    windows_unavailable: WindowsUnavailable | None
+    days: int
+    since: str = Field(description="The start of the first day counted (UTC midnight).")
+    daily: list[DayTrafficOut] = Field(description="Partner requests per day, from the audit log.")
+    total: TrafficOut
+
+
+class KeyUsageOut(UsageOut):
+    key_id: str
+    tenant: str
+
+
+class TenantUsageOut(UsageOut):
+    tenant: str
+    rate_limit: str | None
+    by_key: list[KeyTrafficOut] = Field(description="Per key over the period.")

@@ -1,14 +1,18 @@
-"""Admin API, tenants: create, list, show, suspend, resume, assign a model, set the rate limit.
+"""Admin API, tenants: create, list, show, suspend, resume, assign a model, set the rate limit,
+read usage.
 
 The same domain functions as `predgate tenants`; every change is audited with its principal.
 """
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from spectree import Response
 
+from audit.usage import tenant_daily_usage
 from auth.tenants import (
     assign_model,
     create_tenant,
@@ -18,6 +22,8 @@ from auth.tenants import (
     set_tenant_limit,
     set_tenant_status,
 )
+from auth.usage import read_windows, tenant_usage
+from db.base import utcnow
 from gateway.api.acts import admin_act
 from gateway.api.admin_shapes import (
     ERROR_RESPONSES,
@@ -26,11 +32,15 @@ from gateway.api.admin_shapes import (
     TenantAssignmentOut,
     TenantCreate,
     TenantList,
+    TenantListQuery,
     TenantOut,
+    TenantUsageOut,
+    UsageQuery,
 )
 from gateway.context import RequestContext
+from gateway.pages import cut_page
 from gateway.pipeline import endpoint
-from gateway.presenters import assignment_json, tenant_json
+from gateway.presenters import assignment_json, tenant_json, usage_json
 
 bp = Blueprint("admin_tenants", __name__, url_prefix="/admin/v1/tenants")
 TAGS = ["admin: tenants"]
@@ -57,12 +67,17 @@ def create(ctx: RequestContext, body: TenantCreate) -> ResponseReturnValue:
 @endpoint(
     "admin.read",
     scope="admin",
+    query=TenantListQuery,
     responses=Response(HTTP_200=TenantList, **ERROR_RESPONSES),
     tags=TAGS,
 )
-def list_all(ctx: RequestContext) -> ResponseReturnValue:
-    """Every tenant with its status, model and rate limit."""
-    return jsonify({"tenants": [tenant_json(t) for t in list_tenants(ctx.db())]})
+def list_all(ctx: RequestContext, query: TenantListQuery) -> ResponseReturnValue:
+    """Tenants by name with their status, model and rate limit, a page at a time."""
+    found = list_tenants(ctx.db(), after=query.after(), limit=query.limit + 1)
+    page = cut_page(query.kind, found, query.limit, lambda t: t.name)
+    return jsonify(
+        {"tenants": [tenant_json(t) for t in page.items], "next_cursor": page.next_cursor}
+    )
 
 
 @bp.get("/<name>")
@@ -70,6 +85,31 @@ def list_all(ctx: RequestContext) -> ResponseReturnValue:
 def show(ctx: RequestContext, name: str) -> ResponseReturnValue:
     """One tenant."""
     return jsonify(tenant_json(get_tenant(ctx.db(), name)))
+
+
+@bp.get("/<name>/usage")
+@endpoint(
+    "tenant.usage",
+    scope="admin",
+    query=UsageQuery,
+    responses=Response(HTTP_200=TenantUsageOut, **ERROR_RESPONSES),
+    tags=TAGS,
+)
+def usage(ctx: RequestContext, name: str, query: UsageQuery) -> ResponseReturnValue:
+    """The tenant's aggregate rate-limit windows in this gateway's counters (none without a
+    tenant policy), and its partner requests per UTC day and status over the last `days` days,
+    in total and per key, from the audit log."""
+    tenant = get_tenant(ctx.db(), name)
+    ctx.audit.tenant_id = tenant.id
+    store = ctx.runtime.limiter.store if ctx.runtime.limiter is not None else None
+    default = ctx.runtime.settings.default_rate_limit
+    windows, unavailable = read_windows(
+        store, lambda counters: tenant_usage(ctx.db(), counters, name, default_policy=default)
+    )
+    traffic = tenant_daily_usage(ctx.db(), tenant_id=tenant.id, days=query.days, now=utcnow())
+    subject = {"tenant": tenant.name, "rate_limit": tenant.rate_limit}
+    shown = usage_json(subject, windows, now=time.time(), unavailable=unavailable, traffic=traffic)
+    return jsonify(shown)
 
 
 @bp.post("/<name>/suspend")

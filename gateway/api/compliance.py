@@ -12,8 +12,9 @@ abandoned.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Response, jsonify, request
@@ -24,12 +25,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit.events import EVENT_TYPES, OUTCOMES
 from audit.export import iter_csv, iter_jsonl
-from audit.query import AuditFilter, list_checkpoints, query_records
+from audit.query import (
+    AuditFilter,
+    InvalidQuery,
+    check_time_range,
+    list_checkpoints,
+    page_records,
+)
 from audit.recorder import verify_database
-from auth.tenants import get_tenant
+from auth.tenants import get_tenant, list_tenants
 from gateway.context import RequestContext
 from gateway.errors import ApiError
 from gateway.pipeline import endpoint
+from gateway.pipeline.bodies import FieldProblem, invalid_inputs
+from gateway.presenters import audit_records_json
 from gateway.schemas import Problem
 
 bp = Blueprint("compliance", __name__, url_prefix="/audit/v1")
@@ -68,7 +77,12 @@ class RecordsQuery(TimeRange):
     status: int | None = Field(default=None, ge=100, le=599)
     principal: str | None = Field(default=None, max_length=200, description="Key or client id.")
     request_id: str | None = Field(default=None, max_length=200)
-    cursor: int | None = Field(default=None, ge=0, description="The last seq already seen.")
+    order: Literal["newest", "oldest"] | None = Field(
+        default=None, description="`newest` first (the default) or `oldest` first."
+    )
+    cursor: str | None = Field(
+        default=None, max_length=100, description="The `next_cursor` of the previous page."
+    )
     limit: int = Field(default=100, ge=1, le=MAX_PAGE)
 
     @field_validator("event_type")
@@ -89,7 +103,9 @@ class RecordsQuery(TimeRange):
         """The filters given, as the audit record's details show them."""
         return {
             k: v.isoformat() if isinstance(v, datetime) else v
-            for k, v in self.model_dump(exclude_none=True, exclude={"limit", "cursor"}).items()
+            for k, v in self.model_dump(
+                exclude_none=True, exclude={"limit", "cursor", "order"}
+            ).items()
         }
 
 
@@ -101,8 +117,14 @@ class CheckpointsQuery(BaseModel):
 
 
 class RecordPage(BaseModel):
-    records: list[dict[str, Any]]
-    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null: done.")
+    records: list[dict[str, Any]] = Field(
+        description="Stored records, each with `tenant` (the name) beside `tenant_id` and "
+        "`details` as an object."
+    )
+    order: Literal["newest", "oldest"]
+    next_cursor: str | None = Field(
+        description="Opaque; pass as `cursor` for the next page (same order); null: no more."
+    )
 
 
 @bp.get("/records")
@@ -114,7 +136,8 @@ class RecordPage(BaseModel):
     tags=TAGS,
 )
 def records(ctx: RequestContext, query: RecordsQuery) -> ResponseReturnValue:
-    """Records matching the filters, oldest first, a page at a time (`next_cursor`).
+    """Records matching the filters, newest first (`order=oldest`: oldest first), a page of
+    at most `limit` at a time; `next_cursor` continues the walk, null when nothing is left.
 
     With `Accept: application/x-ndjson` (the JSONL export, verifiable offline) or `text/csv`:
     a streamed export of the records from `since` to `until`.
@@ -125,25 +148,35 @@ def records(ctx: RequestContext, query: RecordsQuery) -> ResponseReturnValue:
     session = ctx.db()
     tenant_id = get_tenant(session, query.tenant).id if query.tenant else None
     ctx.audit.tenant_id = tenant_id
-    ctx.audit.details.update(filters=query.filters(), cursor=query.cursor, limit=query.limit)
-    found = query_records(
-        session,
-        AuditFilter(
-            tenant_id=tenant_id,
-            since=query.since,
-            until=query.until,
-            event_type=query.event_type,
-            outcome=query.outcome,
-            http_status=query.status,
-            principal_id=query.principal,
-            request_id=query.request_id,
-            after_seq=query.cursor,
-            limit=query.limit,
-        ),
+    ctx.audit.details.update(filters=query.filters(), limit=query.limit)
+    audit_filter = AuditFilter(
+        tenant_id=tenant_id,
+        since=query.since,
+        until=query.until,
+        event_type=query.event_type,
+        outcome=query.outcome,
+        http_status=query.status,
+        principal_id=query.principal,
+        request_id=query.request_id,
+        limit=query.limit,
     )
-    ctx.audit.details["returned"] = len(found)
-    next_cursor = found[-1]["seq"] if len(found) == query.limit else None
-    return jsonify({"records": found, "next_cursor": next_cursor})
+    with _refused_as_invalid():
+        check_time_range(query.since, query.until)
+        page = page_records(session, audit_filter, order=query.order, cursor=query.cursor)
+    # The cursor is recorded once it proved to be one of ours: a refused one may hold anything.
+    ctx.audit.details.update(cursor=query.cursor, order=page.order, returned=len(page.records))
+    shown = audit_records_json(page.records, list_tenants(session))
+    return jsonify({"records": shown, "order": page.order, "next_cursor": page.next_cursor})
+
+
+@contextmanager
+def _refused_as_invalid() -> Iterator[None]:
+    # The domain names the field and the rule; the 422 says it in the usual shape.
+    try:
+        yield
+    except InvalidQuery as exc:
+        problem = FieldProblem(exc.field, exc.reason, str(exc).capitalize())
+        raise invalid_inputs("Invalid query parameters", [problem]) from None
 
 
 def export(ctx: RequestContext, query: RecordsQuery, fmt: str) -> Response:
@@ -163,6 +196,8 @@ def export(ctx: RequestContext, query: RecordsQuery, fmt: str) -> Response:
         )
     assert query.since is not None
     assert query.until is not None
+    with _refused_as_invalid():
+        check_time_range(query.since, query.until)
     ctx.audit.details.update(
         since=query.since.isoformat(), until=query.until.isoformat(), format=fmt
     )
@@ -202,6 +237,8 @@ def _export_lines(
 )
 def verify(ctx: RequestContext, query: TimeRange) -> ResponseReturnValue:
     """Recompute the chain and checkpoints (all, or a time range); the report says what failed."""
+    with _refused_as_invalid():
+        check_time_range(query.since, query.until)
     report = verify_database(
         ctx.db(), ctx.runtime.audit_config.public_keys(), since=query.since, until=query.until
     )

@@ -1,40 +1,68 @@
-"""`predgate`: the operator's command line. Parses arguments, calls domain functions, prints."""
+"""`predgate`: the operator's command line. Parses arguments, calls domain functions, prints.
+
+Each command group lives in its own module, imported only when that command runs (or when
+`--help` lists it): starting a command must not pay for the model stack it does not use."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import click
 
-from gateway.cli import (
-    audit,
-    clients,
-    database,
-    demo,
-    keys,
-    registry,
-    serve,
-    signing_keys,
-    tenants,
+# Command name -> "module:attribute" of the click command.
+COMMANDS = {
+    "audit": "gateway.cli.audit:audit",
+    "clients": "gateway.cli.clients:clients",
+    "db": "gateway.cli.database:db",
+    "demo": "gateway.cli.demo:demo",
+    "keys": "gateway.cli.keys:keys",
+    "models": "gateway.cli.registry:models",
+    "serve": "gateway.cli.serve:serve",
+    "signing-keys": "gateway.cli.signing_keys:signing_keys",
+    "tenants": "gateway.cli.tenants:tenants",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their modules when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="predgate",  # the installed distribution's version, read when asked for
+    prog_name="predgate",
+    message="%(prog)s %(version)s",
+    help="Print predgate's version and exit.",
 )
-from gateway.cli.context import CliContext
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PREDGATE_DATA_DIR",
+    show_envvar=True,
+    help="The instance's data directory (server secret, SQLite database, model artifacts, "
+    "audit signing key). Default: ./var. Only `db upgrade` and `demo` create an instance; "
+    "every other command refuses a directory that holds none.",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """predgate: a secured multi-tenant prediction gateway."""
-    ctx.obj = CliContext()
+    from gateway.cli.context import CliContext  # not for --help and --version
+
+    ctx.obj = CliContext(data_dir=data_dir)
     ctx.call_on_close(ctx.obj.close)
-
-
-cli.add_command(database.db)
-cli.add_command(registry.models)
-cli.add_command(tenants.tenants)
-cli.add_command(keys.keys)
-cli.add_command(clients.clients)
-cli.add_command(signing_keys.signing_keys)
-cli.add_command(audit.audit)
-cli.add_command(demo.demo)
-cli.add_command(serve.serve)
 
 
 def main() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,11 +18,20 @@ from audit.chain import lock_head, write_checkpoint
 from audit.events import EVENT_TYPES, OUTCOMES
 from audit.export import ExportError, iter_csv, iter_jsonl, verify_export, write_export
 from audit.prune import PruneRefused, prune_records
-from audit.query import AuditFilter, query_records
+from audit.query import (
+    NEWEST,
+    OLDEST,
+    AuditFilter,
+    InvalidQuery,
+    RecordPage,
+    check_time_range,
+    page_records,
+    seq_range,
+)
 from audit.recorder import verify_database
 from audit.signing import key_id_of, load_public_key
 from audit.verify import VerificationReport
-from auth.tenants import get_tenant
+from auth.tenants import get_tenant, list_tenants
 from gateway.cli.context import (
     AuditReadError,
     CliContext,
@@ -30,6 +40,12 @@ from gateway.cli.context import (
     handle_errors,
     pass_cli,
 )
+from gateway.cli.progress import progress_bar
+from gateway.presenters import audit_records_json
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from sqlalchemy.orm import Session
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -60,17 +76,31 @@ def audit() -> None:
 
 
 @audit.command("query")
-@click.option("--tenant")
+@click.option("--tenant", help="Only records of this tenant (by name).")
 @_time_option("--since")
 @_time_option("--until")
-@click.option("--event-type", type=click.Choice(sorted(EVENT_TYPES)))
-@click.option("--outcome", type=click.Choice(sorted(OUTCOMES)))
-@click.option("--status", type=int)
-@click.option("--principal")
-@click.option("--request-id")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
+@click.option(
+    "--event-type", type=click.Choice(sorted(EVENT_TYPES)), help="Only records of this event."
+)
+@click.option("--outcome", type=click.Choice(sorted(OUTCOMES)), help="Only this outcome.")
+@click.option("--status", type=int, help="Only records answered with this HTTP status.")
+@click.option("--principal", help="Only records of this principal (key or client id).")
+@click.option("--request-id", help="Only the record of this request id.")
+@click.option(
+    "--order",
+    type=click.Choice([NEWEST, OLDEST]),
+    help="newest first (the default) or oldest first; a --cursor keeps its walk's order.",
+)
+@click.option("--cursor", help="Continue where the previous page stopped (it prints the cursor).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="At most this many records; says how many more there are when it cuts.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the records as CSV.")
 @pass_cli
 @handle_errors
 def audit_query(
@@ -83,11 +113,14 @@ def audit_query(
     status: int | None,
     principal: str | None,
     request_id: str | None,
+    order: str | None,
+    cursor: str | None,
     limit: int,
     as_json: bool,
     as_csv: bool,
 ) -> None:
-    """Find audit records."""
+    """Find audit records, newest first, a page at a time."""
+    _check_range(since, until)
     filters = {
         k: v
         for k, v in {
@@ -99,34 +132,51 @@ def audit_query(
             "status": status,
             "principal": principal,
             "request_id": request_id,
+            "order": order,
             "limit": limit,
         }.items()
         if v is not None
     }
     with cli.act("audit.read", filters=filters) as act:
         tenant_id = get_tenant(act.session, tenant).id if tenant else None
-        records = query_records(
-            act.session,
-            AuditFilter(
-                tenant_id=tenant_id,
-                since=since,
-                until=until,
-                event_type=event_type,
-                outcome=outcome,
-                http_status=status,
-                principal_id=principal,
-                request_id=request_id,
-                limit=limit,
-            ),
+        audit_filter = AuditFilter(
+            tenant_id=tenant_id,
+            since=since,
+            until=until,
+            event_type=event_type,
+            outcome=outcome,
+            http_status=status,
+            principal_id=principal,
+            request_id=request_id,
+            limit=limit,
         )
+        try:
+            page = page_records(
+                act.session, audit_filter, order=order, cursor=cursor, count_remaining=True
+            )
+        except InvalidQuery as exc:
+            raise AuditReadError(exc.code, f"--{exc.field}: {exc}") from None
         act.tenant_id = tenant_id
-        act.details["returned"] = len(records)
+        act.details["returned"] = len(page.records)
+        if cursor is not None:  # recorded once it proved to be one: a refused one holds anything
+            act.details["cursor"] = cursor
+        records = audit_records_json(page.records, list_tenants(act.session))
+    _echo_records(records, as_json=as_json, as_csv=as_csv)
+    _echo_more(page)
+
+
+def _echo_records(records: list[dict[str, Any]], *, as_json: bool, as_csv: bool) -> None:
     if as_json:
         echo_json(records)
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["seq"])
+        fields = list(records[0]) if records else ["seq"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(records)
+        # A cell holds text: details as the JSON it is stored as.
+        writer.writerows(
+            {**r, "details": json.dumps(r["details"]) if r["details"] is not None else None}
+            for r in records
+        )
     else:
         echo_table(
             ["seq", "ts", "event", "outcome", "status", "reason", "tenant", "principal", "route"],
@@ -138,7 +188,7 @@ def audit_query(
                     r["outcome"],
                     r["http_status"],
                     r["reason_code"],
-                    r["tenant_id"],
+                    _tenant_cell(r),
                     r["principal_id"],
                     r["route"],
                 ]
@@ -147,17 +197,51 @@ def audit_query(
         )
 
 
+def _tenant_cell(record: dict[str, Any]) -> str | None:
+    if record["tenant_id"] is None:
+        return None
+    return f"{record['tenant'] or '?'} ({record['tenant_id']})"
+
+
+def _echo_more(page: RecordPage) -> None:
+    # On stderr: stdout stays the records alone (a table, JSON or CSV to pipe on).
+    if page.next_cursor is not None:
+        click.echo(f"{page.remaining} more: use --cursor {page.next_cursor}", err=True)
+
+
+def _check_range(since: datetime | None, until: datetime | None) -> None:
+    try:
+        check_time_range(since, until)
+    except InvalidQuery:
+        raise click.ClickException("--until must be later than --since") from None
+
+
 @audit.command("export")
 @_time_option("--since", required=True)
 @_time_option("--until", required=True)
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="JSONL carries the checkpoints that verify it offline; CSV is for spreadsheets.",
 )
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write, in a directory that exists.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @pass_cli
 @handle_errors
-def audit_export(cli: CliContext, since: datetime, until: datetime, fmt: str, out: Path) -> None:
+def audit_export(
+    cli: CliContext, since: datetime, until: datetime, fmt: str, out: Path, force: bool
+) -> None:
     """Export a time range; JSONL carries the checkpoints to verify it offline."""
+    _check_range(since, until)
+    _check_out(out, force=force)
     with cli.act(
         "audit.export", since=since.isoformat(), until=until.isoformat(), format=fmt
     ) as act:
@@ -168,9 +252,28 @@ def audit_export(cli: CliContext, since: datetime, until: datetime, fmt: str, ou
             if fmt == "jsonl"
             else iter_csv(act.session, since=since, until=until)
         )
-        count, sha256 = write_export(lines, out)
+        with progress_bar("exporting", _records_in(act.session, since, until)) as update:
+            try:
+                count, sha256 = write_export(lines, out, progress=update)
+            except ExportError as exc:
+                raise AuditReadError("export_failed", str(exc)) from None
         act.details.update(lines=count, sha256=sha256)
     click.echo(f"exported {count} lines to {out} (sha256 {sha256})")
+
+
+def _check_out(out: Path, *, force: bool) -> None:
+    if not out.parent.is_dir():
+        raise click.ClickException(f"--out: the directory {out.parent} does not exist")
+    if out.is_dir():
+        raise click.ClickException(f"--out: {out} is a directory")
+    if out.exists() and not force:
+        raise click.ClickException(f"--out: {out} exists; pass --force to overwrite it")
+
+
+def _records_in(session: Session, since: datetime | None, until: datetime | None) -> int | None:
+    # The bar's total: records are numbered without gaps, so a seq range counts them.
+    found = seq_range(session, since=since, until=until)
+    return found[1] - found[0] + 1 if found is not None else 0
 
 
 @audit.command("verify")
@@ -187,9 +290,9 @@ def audit_export(cli: CliContext, since: datetime, until: datetime, fmt: str, ou
     "public_key_files",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM public key(s) to trust; default: this instance's signing key.",
+    help="PEM public key(s) to trust; required with --file; default: this instance's signing key.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_cli
 @handle_errors
 def audit_verify(
@@ -201,16 +304,24 @@ def audit_verify(
     as_json: bool,
 ) -> None:
     """Recompute the chain and checkpoints; exit non-zero on any failure."""
+    _check_range(since, until)
     if public_key_files:
         keys = {}
         for path in public_key_files:
-            key = load_public_key(path.read_text())
+            key = _read_public_key(path)
             keys[key_id_of(key)] = key
+    elif export_file is not None:
+        # Offline there is no instance to take the key from, and none may be created here.
+        raise click.ClickException(
+            "verifying an export offline needs --public-key PEM_FILE, the key that signed its "
+            "checkpoints (`predgate audit public-key` prints an instance's)"
+        )
     else:
         keys = cli.audit_config.public_keys()
     if export_file is not None:
         try:
-            report = verify_export(export_file, keys)
+            with progress_bar("verifying", _lines_in(export_file)) as update:
+                report = verify_export(export_file, keys, progress=update)
         except ExportError as exc:
             raise AuditReadError("invalid_export", str(exc)) from None
         _print_report(report, as_json)
@@ -220,7 +331,8 @@ def audit_verify(
     with cli.act(
         "audit.verify", since=since and since.isoformat(), until=until and until.isoformat()
     ) as act:
-        report = verify_database(act.session, keys, since=since, until=until)
+        with progress_bar("verifying", _records_in(act.session, since, until)) as update:
+            report = verify_database(act.session, keys, since=since, until=until, progress=update)
         act.details.update(
             ok=report.ok,
             records=report.records_checked,
@@ -230,6 +342,25 @@ def audit_verify(
     _print_report(report, as_json)
     if not report.ok:
         sys.exit(1)
+
+
+def _read_public_key(path: Path) -> Ed25519PublicKey:
+    # One line for the operator, and never the file's content: it may be a private key.
+    try:
+        return load_public_key(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise click.ClickException(
+            f"--public-key: {path} is not an Ed25519 public key in PEM form "
+            "(`predgate audit public-key` prints one)"
+        ) from None
+
+
+def _lines_in(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None  # verifying says what is wrong with the file
 
 
 def _print_report(report: VerificationReport, as_json: bool) -> None:
@@ -253,16 +384,22 @@ def _print_report(report: VerificationReport, as_json: bool) -> None:
 @handle_errors
 def audit_prune(cli: CliContext, before: datetime, export_file: Path) -> None:
     """Remove records older than --before that a verified export covers."""
-    sha = hashlib.sha256(export_file.read_bytes()).hexdigest()
+    try:
+        content = export_file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"--export: cannot read {export_file}: {exc.strerror}") from None
+    sha = hashlib.sha256(content).hexdigest()
     with cli.act("audit.prune", before=before.isoformat(), export_sha256=sha) as act:
         try:
-            result = prune_records(
-                act.session,
-                cli.audit_config,
-                before=before,
-                export_path=export_file,
-                public_keys=cli.audit_config.public_keys(),
-            )
+            with progress_bar("verifying the export", content.count(b"\n")) as update:
+                result = prune_records(
+                    act.session,
+                    cli.audit_config,
+                    before=before,
+                    export_path=export_file,
+                    public_keys=cli.audit_config.public_keys(),
+                    progress=update,
+                )
         except (PruneRefused, ExportError) as exc:
             raise AuditReadError("prune_refused", str(exc)) from None
         act.details.update(deleted=result.deleted, anchor_seq=result.anchor_seq)

@@ -16,6 +16,8 @@ from auth.clients import (
 from auth.principal import ROLE_SCOPES
 from auth.tenants import get_tenant
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.cli.paging import echo_next_cursor, page_options
+from gateway.pages import cut_page
 from gateway.presenters import client_json, issued_client_json
 
 
@@ -39,10 +41,15 @@ def _note_tenant(act: OperatorAct, client: OAuthClient) -> None:
 
 
 @clients.command("create")
-@click.option("--role", required=True, type=click.Choice(sorted(ROLE_SCOPES)))
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(sorted(ROLE_SCOPES)),
+    help="What the client may do: its scopes are the role's (or fewer, with --scopes).",
+)
 @click.option("--tenant", help="The tenant of a partner client (required for partners only).")
 @click.option("--scopes", help="Comma-separated; by default all of the role's scopes.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def clients_create(
@@ -66,13 +73,17 @@ def clients_create(
 
 
 @clients.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@page_options("clients")
 @pass_cli
 @handle_errors
-def clients_list(cli: CliContext, as_json: bool) -> None:
-    """List clients (never their secrets)."""
+def clients_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -> None:
+    """List clients in creation order (never their secrets), --limit at a time."""
     with cli.session() as session:
-        found = list_clients(session)
+        fetched = list_clients(session, after=after, limit=limit + 1)
+    page = cut_page("clients", fetched, limit, lambda c: c.client_id)
+    found = page.items
+    echo_next_cursor(page, "clients list")
     if as_json:
         echo_json([client_json(c) for c in found])
         return
@@ -90,7 +101,7 @@ def clients_list(cli: CliContext, as_json: bool) -> None:
 @pass_cli
 @handle_errors
 def clients_revoke(cli: CliContext, client_id: str) -> None:
-    """Revoke a client: no new tokens, and its tokens are refused from the next request."""
+    """Revoke CLIENT_ID: no new tokens, and its tokens are refused from the next request."""
     with cli.act("client.revoke", client_id=client_id) as act:
         revoked = revoke_client(act.session, client_id)
         _note_tenant(act, revoked)
@@ -99,11 +110,11 @@ def clients_revoke(cli: CliContext, client_id: str) -> None:
 
 @clients.command("rotate-secret")
 @click.argument("client_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def clients_rotate_secret(cli: CliContext, client_id: str, as_json: bool) -> None:
-    """Give a client a new secret (printed once); the old secret stops working now."""
+    """Give CLIENT_ID a new secret (printed once); the old secret stops working now."""
     with cli.act("client.rotate_secret", client_id=client_id) as act:
         issued = rotate_client_secret(act.session, cli.settings.secret_key, client_id)
         _note_tenant(act, issued.client)

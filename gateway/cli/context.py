@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Iterator
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import cached_property, wraps
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from audit.acts import OperatorAct, operator_act
-from audit.recorder import AuditConfig, load_audit_config
-from auth.errors import AuthError
-from config import Settings, SettingsError
-from db.engine import create_db_engine, make_session_factory
-from db.migrations import DatabaseNotMigrated, ensure_at_head
-from models.artifacts import ArtifactStore
-from models.errors import ModelError
-from ratelimit.errors import RateLimitError
+from config.secrets import SECRET_FILE_NAME
+from config.settings import PREFIX, resolve_data_dir
+
+# The database, the audit stack and the model store are imported where they are first used:
+# `predgate --help` and `--version` must not pay for them (bench/cli_start.py).
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from audit.acts import OperatorAct
+    from audit.recorder import AuditConfig
+    from config import Settings
+    from models.artifacts import ArtifactStore
+
+DATA_DIR_VARIABLE = f"{PREFIX}DATA_DIR"
+SECRET_VARIABLE = f"{PREFIX}SECRET_KEY"
 
 
 class AuditReadError(Exception):
@@ -39,18 +48,42 @@ R = TypeVar("R")
 
 
 class CliContext:
-    """Lazily built resources for one command invocation."""
+    """Lazily built resources for one command invocation.
+
+    `data_dir` is `--data-dir` (or PREDGATE_DATA_DIR, which click reads for it); without either
+    the instance is ./var. Settings refuse a data directory that holds no instance unless the
+    command called `create_instance()` first (`db upgrade`, `demo`).
+    """
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir_given = data_dir is not None
+        self.environ: dict[str, str] = dict(os.environ)
+        if data_dir is not None:
+            self.environ[DATA_DIR_VARIABLE] = str(data_dir)
+        self.creates_instance = False
+
+    def create_instance(self) -> None:
+        """This command may create the instance (data directory, server secret) it runs on."""
+        self.creates_instance = True
 
     @cached_property
     def settings(self) -> Settings:
-        return Settings.from_env()
+        from config import Settings
+
+        if not self.creates_instance:
+            refuse_missing_instance(self.environ, explicit=self.data_dir_given)
+        return Settings.from_env(self.environ)
 
     @cached_property
     def engine(self) -> Engine:
+        from db.engine import create_db_engine
+
         return create_db_engine(self.settings.database_url)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
+        from models.artifacts import ArtifactStore
+
         return ArtifactStore(self.settings.artifacts_dir)
 
     def close(self) -> None:
@@ -65,6 +98,8 @@ class CliContext:
 
     @cached_property
     def audit_config(self) -> AuditConfig:
+        from audit.recorder import load_audit_config
+
         return load_audit_config(
             self.settings.data_dir,
             signing_key=self.settings.audit_signing_key,
@@ -76,6 +111,9 @@ class CliContext:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session on a migrated database, committed when the block succeeds."""
+        from db.engine import make_session_factory
+        from db.migrations import ensure_at_head
+
         ensure_at_head(self.engine)
         with make_session_factory(self.engine)() as session, session.begin():
             yield session
@@ -83,6 +121,11 @@ class CliContext:
     def act(self, event_type: str, **details: Any) -> AbstractContextManager[OperatorAct]:
         """An audited administrative act: the change and its audit record commit together;
         a refused act is recorded as a failure in its own transaction."""
+        from audit.acts import operator_act
+        from auth.errors import AuthError
+        from models.errors import ModelError
+        from ratelimit.errors import RateLimitError
+
         return operator_act(
             self.session,
             self.audit_config,
@@ -93,6 +136,40 @@ class CliContext:
         )
 
 
+def refuse_missing_instance(environ: Mapping[str, str], *, explicit: bool) -> None:
+    """Refuse, naming the path and the command that creates one, a data directory that holds
+    no instance: reading settings there would silently make a new one (a new server secret)."""
+    if environ.get(SECRET_VARIABLE, "").strip():
+        return  # the secret is given, so the instance is its database (and is checked there)
+    data_dir = resolve_data_dir(environ)
+    if (data_dir / SECRET_FILE_NAME).is_file():
+        return
+    where = "" if explicit else " (the default: neither --data-dir nor PREDGATE_DATA_DIR is set)"
+    quoted = shlex.quote(str(data_dir))
+    raise click.ClickException(
+        f"no predgate instance in {data_dir}{where}; create one with "
+        f"`predgate --data-dir {quoted} db upgrade` or `predgate --data-dir {quoted} demo`"
+    )
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    # Imported when a command fails, by which time the modules that raise them are loaded.
+    from auth.errors import AuthError
+    from config.settings import SettingsError
+    from db.migrations import DatabaseNotMigrated
+    from models.errors import ModelError
+    from ratelimit.errors import RateLimitError
+
+    return (
+        AuthError,
+        ModelError,
+        RateLimitError,
+        SettingsError,
+        DatabaseNotMigrated,
+        AuditReadError,
+    )
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn expected failures into `error: ...` on stderr and exit status 1."""
 
@@ -100,15 +177,10 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (
-            AuthError,
-            ModelError,
-            RateLimitError,
-            SettingsError,
-            DatabaseNotMigrated,
-            AuditReadError,
-        ) as exc:
-            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if isinstance(exc, _expected_errors()):
+                raise click.ClickException(str(exc)) from None
+            raise
 
     return wrapper
 
@@ -125,12 +197,61 @@ def _json_default(value: object) -> str:
 
 
 def echo_table(headers: list[str], rows: list[list[Any]]) -> None:
-    """Print rows as an aligned text table."""
-    text_rows = [[_cell(value) for value in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in text_rows)]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for row in text_rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    """Print rows as a table (rich): aligned columns, never wrapped, no colour when piped."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header in headers:
+        table.add_column(header.upper(), no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*(Text(_cell(value)) for value in row))  # Text: no markup in cells
+    # A terminal keeps its width; a pipe gets whole lines, however wide the table is.
+    wide = None if sys.stdout.isatty() else 10_000
+    console = Console(file=sys.stdout, highlight=False, width=wide)
+    with console.capture() as captured:
+        console.print(table, crop=False)
+    for line in captured.get().splitlines():
+        click.echo(line.rstrip())
+
+
+@contextmanager
+def progress_steps(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A `progress(message)` callback for training and compilation, drawn on stderr: on a
+    terminal a spinner on the current step and the time each took; elsewhere one line a step."""
+    if not enabled:
+        yield lambda _message: None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    console = Console(file=sys.stderr, highlight=False)
+    if not console.is_terminal:
+        yield lambda message: console.print(f"... {escape(message)}", soft_wrap=True)
+        return
+    columns = (
+        SpinnerColumn(finished_text="[green]done"),
+        TimeElapsedColumn(),
+        # A long message is cut at the terminal's edge, never squeezing the other columns out.
+        TextColumn(
+            "{task.description}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+        ),
+    )
+    with Progress(*columns, console=console, expand=True) as bar:
+        tasks: list[Any] = []
+
+        def step(message: str) -> None:
+            if tasks:
+                bar.update(tasks[-1], completed=1)
+            tasks.append(bar.add_task(escape(message), total=1))
+
+        yield step
+        if tasks:
+            bar.update(tasks[-1], completed=1)
 
 
 def _cell(value: Any) -> str:

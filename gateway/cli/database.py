@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from db.migrations import current_revision, head_revision, upgrade
 from gateway.cli.context import CliContext, handle_errors, pass_cli
 
 
@@ -17,9 +16,13 @@ def db() -> None:
 @pass_cli
 @handle_errors
 def db_upgrade(cli: CliContext) -> None:
-    """Apply every pending migration."""
+    """Apply every pending migration; creates the instance (data directory, server secret,
+    SQLite database) when it does not exist yet."""
+    from db.migrations import upgrade
+
+    cli.create_instance()
     revision = upgrade(cli.engine)
-    click.echo(f"database at revision {revision}")
+    click.echo(f"database at revision {revision} (data directory {cli.settings.data_dir})")
 
 
 @db.command("current")
@@ -27,4 +30,6 @@ def db_upgrade(cli: CliContext) -> None:
 @handle_errors
 def db_current(cli: CliContext) -> None:
     """Show the database's revision and the one this code needs."""
+    from db.migrations import current_revision, head_revision
+
     click.echo(f"database: {current_revision(cli.engine) or 'none'}  code: {head_revision()}")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
-from sqlalchemy.orm import Session
 
-from audit.acts import OperatorAct
 from auth.api_keys import issue_key
 from auth.errors import TenantNotFound
 from auth.tenants import assign_model, create_tenant, get_tenant
-from db.migrations import upgrade
-from gateway.cli.context import CliContext, echo_json, handle_errors, pass_cli
+from gateway.cli.context import CliContext, echo_json, handle_errors, pass_cli, progress_steps
 from models.errors import ModelNotFound
 from models.registry import get_model
-from models.training import make_house_price_data, make_iris_data, train_model
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from audit.acts import OperatorAct
 
 # tenant -> (model, target column, algorithm, sample request)
 DEMO_TENANTS = {
@@ -52,34 +53,56 @@ def _tenant_id(session: Session, name: str) -> int | None:
 
 
 def _train_demo_model(
-    act: OperatorAct, cli: CliContext, name: str, target: str, algorithm: str
+    act: OperatorAct,
+    cli: CliContext,
+    name: str,
+    target: str,
+    algorithm: str,
+    *,
+    show_progress: bool,
 ) -> None:
+    # Training pulls in pandas and scikit-learn: imported only when a model is to be trained.
+    from models.training import make_house_price_data, make_iris_data, train_model
+
     data_dir = cli.settings.data_dir
-    frame: pd.DataFrame = make_house_price_data() if name == "house-price" else make_iris_data()
+    frame = make_house_price_data() if name == "house-price" else make_iris_data()
     csv_path = data_dir / "demo" / f"{name}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv_path, index=False)
-    click.echo(f"training {name} on {csv_path} ...", err=True)
-    result = train_model(
-        act.session,
-        cli.artifacts,
-        data_path=csv_path,
-        target=target,
-        name=name,
-        algorithm=algorithm,  # type: ignore[arg-type]
-        registered_by=cli.actor,
-    )
+    with progress_steps(enabled=show_progress) as progress:
+        progress(f"training {name} on {csv_path}")
+        result = train_model(
+            act.session,
+            cli.artifacts,
+            data_path=csv_path,
+            target=target,
+            name=name,
+            algorithm=algorithm,  # type: ignore[arg-type]
+            registered_by=cli.actor,
+            progress=progress,
+        )
     meta = result.model_version
     act.details.update(version=meta.version, sha256=meta.artifact_sha256, runtime=meta.runtime)
 
 
 @click.command()
-@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--base-url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The gateway's URL, used in the sample curl commands printed at the end.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the issued keys as JSON.")
 @pass_cli
 @handle_errors
 def demo(cli: CliContext, base_url: str, as_json: bool) -> None:
-    """Set up demo models, tenants and keys (safe to re-run; issues fresh keys)."""
+    """Set up demo models, tenants and keys (safe to re-run; issues fresh keys).
+
+    Creates the instance (data directory, server secret, database) when it does not exist.
+    """
+    from db.migrations import upgrade
+
+    cli.create_instance()
     upgrade(cli.engine)
     issued: list[dict[str, str]] = []
     for tenant, (model, target, algorithm, _sample) in DEMO_TENANTS.items():
@@ -89,7 +112,7 @@ def demo(cli: CliContext, base_url: str, as_json: bool) -> None:
             known_tenant = _tenant_id(session, tenant)
         if not known_model:
             with cli.act("model.register", model=model, demo=True) as act:
-                _train_demo_model(act, cli, model, target, algorithm)
+                _train_demo_model(act, cli, model, target, algorithm, show_progress=not as_json)
         if known_tenant is None:
             with cli.act("tenant.create", tenant=tenant) as act:
                 act.tenant_id = create_tenant(act.session, name=tenant).id

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 
 import click
 
+from audit.usage import key_daily_usage
 from auth.api_keys import (
     IssuedKey,
     get_key,
     issue_key,
     list_keys,
+    refuse_revoked,
     revoke_key,
     rotate_key,
     set_key_limit,
 )
 from auth.durations import parse_duration
+from auth.errors import KeyNotFound
 from auth.tenants import get_tenant
 from auth.usage import key_usage
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
-from gateway.presenters import issued_key_json, key_json, usage_json
-from ratelimit.counters import open_counters
-from ratelimit.errors import CounterStoreUnavailable
+from gateway.cli.paging import echo_next_cursor, page_options
+from gateway.cli.usage import cli_windows, days_option, echo_usage
+from gateway.pages import cut_page
+from gateway.presenters import issued_key_json, key_json
 from ratelimit.policy import POLICY_EXAMPLE
-from ratelimit.usage import WindowUsage
 
 
 @click.group()
@@ -47,14 +50,14 @@ def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
 
 
 @keys.command("issue")
-@click.option("--tenant", required=True)
-@click.option("--label", default="")
+@click.option("--tenant", required=True, help="The tenant the key acts for.")
+@click.option("--label", default="", help="A note to tell keys apart in listings.")
 @click.option("--expires-in", help="Lifetime such as 90d, 24h or 30m; none by default.")
 @click.option(
     "--rate-limit",
     help=f"The key's own policy, e.g. {POLICY_EXAMPLE}; by default the tenant's or the default.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def keys_issue(
@@ -85,14 +88,20 @@ def keys_issue(
 
 
 @keys.command("list")
-@click.option("--tenant")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--tenant", help="Only this tenant's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@page_options("keys")
 @pass_cli
 @handle_errors
-def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
-    """List keys (never their secrets)."""
+def keys_list(
+    cli: CliContext, tenant: str | None, as_json: bool, limit: int, after: str | None
+) -> None:
+    """List keys in issue order (never their secrets), --limit at a time."""
     with cli.session() as session:
-        found = list_keys(session, tenant_name=tenant)
+        fetched = list_keys(session, tenant_name=tenant, after=after, limit=limit + 1)
+    page = cut_page("keys", fetched, limit, lambda k: k.key_id)
+    found = page.items
+    echo_next_cursor(page, "keys list")
     if as_json:
         echo_json([key_json(k) for k in found])
         return
@@ -128,11 +137,15 @@ def keys_list(cli: CliContext, tenant: str | None, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id")
-@click.option("--reason", default="")
+@click.option("--reason", default="", help="Why, recorded with the revocation.")
 @pass_cli
 @handle_errors
 def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
-    """Revoke a key; the next request with it is refused."""
+    """Revoke KEY_ID; the next request with it is refused."""
+    # A second revocation is refused before the act: it changes nothing, so it records nothing.
+    # An unknown id is left to the act, which records the refusal.
+    with cli.session() as session, contextlib.suppress(KeyNotFound):
+        refuse_revoked(get_key(session, key_id))
     with cli.act("key.revoke", key_id=key_id, reason=reason) as act:
         revoked = revoke_key(act.session, key_id, reason=reason)
         act.tenant_id = get_tenant(act.session, revoked.tenant_name).id
@@ -142,11 +155,11 @@ def keys_revoke(cli: CliContext, key_id: str, reason: str) -> None:
 @keys.command("rotate")
 @click.argument("key_id")
 @click.option("--grace", default="24h", show_default=True, help="How long the old key still works.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def keys_rotate(cli: CliContext, key_id: str, grace: str, as_json: bool) -> None:
-    """Issue a successor key; the old one keeps working until the grace period ends."""
+    """Issue a successor to KEY_ID, which keeps working until the grace period ends."""
     grace_period = parse_duration(grace)
     with cli.act("key.rotate", key_id=key_id, grace=grace) as act:
         issued = rotate_key(
@@ -178,53 +191,21 @@ def keys_set_limit(cli: CliContext, key_id: str, policy: str) -> None:
 
 @keys.command("usage")
 @click.argument("key_id")
-@click.option("--json", "as_json", is_flag=True)
+@days_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
-def keys_usage(cli: CliContext, key_id: str, as_json: bool) -> None:
-    """Show what KEY_ID has spent in each window that applies to it (key and tenant)."""
-    settings = cli.settings
-    if settings.redis_url is None:
-        raise click.ClickException(
-            "rate-limit counters are kept in the serving process's memory (PREDGATE_REDIS_URL "
-            "is not set), so no command can read them; set PREDGATE_REDIS_URL"
-        )
-    counters = open_counters(
-        settings.redis_url,
-        settings.ratelimit_strategy,
-        key_prefix=settings.ratelimit_key_prefix,
-        redis_options=settings.redis_options(),
-    )
+def keys_usage(cli: CliContext, key_id: str, days: int, as_json: bool) -> None:
+    """Show KEY_ID's rate-limit windows (key and tenant; from Redis only: without it the
+    counters live in the gateway's memory) and its requests per day and status."""
+    default = cli.settings.default_rate_limit
     with cli.act("key.usage", key_id=key_id) as act:
-        act.tenant_id = get_tenant(act.session, get_key(act.session, key_id).tenant_name).id
-        try:
-            usage = key_usage(
-                act.session, counters, key_id, default_policy=settings.default_rate_limit
-            )
-        except CounterStoreUnavailable:
-            raise click.ClickException(
-                "the rate-limit store (PREDGATE_REDIS_URL) is unreachable"
-            ) from None
-    _echo_usage(key_id, usage, as_json)
-
-
-def _echo_usage(key_id: str, usage: list[WindowUsage], as_json: bool) -> None:
-    now = time.time()
-    if as_json:
-        echo_json(usage_json(key_id, usage, now=now))
-        return
-    echo_table(
-        ["window", "policy", "from", "limit", "used", "remaining", "resets in"],
-        [
-            [
-                u.name,
-                u.policy,
-                u.source,
-                u.limit,
-                u.used,
-                u.remaining,
-                f"{u.seconds_until_reset(now)}s",
-            ]
-            for u in usage
-        ],
-    )
+        key = get_key(act.session, key_id)
+        act.tenant_id = get_tenant(act.session, key.tenant_name).id
+        windows, unavailable = cli_windows(
+            cli.settings,
+            lambda counters: key_usage(act.session, counters, key_id, default_policy=default),
+        )
+        traffic = key_daily_usage(act.session, key_id=key_id, days=days, now=utcnow())
+    subject = {"key_id": key_id, "tenant": key.tenant_name}
+    echo_usage(subject, windows, unavailable, traffic, as_json=as_json)

@@ -7,11 +7,19 @@ from typing import Any
 
 import click
 
-from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
+from gateway.cli.context import (
+    CliContext,
+    echo_json,
+    echo_table,
+    handle_errors,
+    pass_cli,
+    progress_steps,
+)
+from gateway.cli.paging import echo_next_cursor, page_options
+from gateway.pages import cut_page
 from gateway.presenters import model_json
 from models.features import FeatureSpec
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
-from models.training import train_model
 
 
 @click.group()
@@ -59,13 +67,14 @@ def _spec_words(spec: FeatureSpec) -> str:
 def models_register(
     cli: CliContext, name: str, path: Path, features: str | None, as_json: bool
 ) -> None:
-    """Register a fitted scikit-learn model (a joblib or skops file) as NAME's next version.
+    """Register a fitted scikit-learn model (a joblib or skops file at PATH) as NAME's next
+    version, compiled to ONNX when it can be.
 
     A joblib file is unpickled, so register only files you trust; uploads over HTTP must be
     skops files.
     """
     feature_list = [f.strip() for f in features.split(",")] if features else None
-    with cli.act("model.register", model=name) as act:
+    with cli.act("model.register", model=name) as act, progress_steps(not as_json) as progress:
         meta = register_model(
             act.session,
             cli.artifacts,
@@ -73,6 +82,7 @@ def models_register(
             artifact_path=path,
             registered_by=cli.actor,
             features=feature_list,
+            progress=progress,
         )
         act.details.update(_registration_details(meta))
     if as_json:
@@ -82,13 +92,20 @@ def models_register(
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@page_options("models")
 @pass_cli
 @handle_errors
-def models_list(cli: CliContext, as_json: bool) -> None:
-    """List every registered model version."""
+def models_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -> None:
+    """List registered model versions by name and version, --limit at a time."""
+    from gateway.api.admin_shapes import model_position
+
+    position = model_position(after) if after is not None else None
     with cli.session() as session:
-        versions = list_models(session)
+        fetched = list_models(session, after=position, limit=limit + 1)
+    page = cut_page("models", fetched, limit, lambda m: m.ref)
+    versions = page.items
+    echo_next_cursor(page, "models list")
     if as_json:
         echo_json([model_json(m) for m in versions])
         return
@@ -106,14 +123,20 @@ def models_list(cli: CliContext, as_json: bool) -> None:
 @pass_cli
 @handle_errors
 def models_show(cli: CliContext, ref: str) -> None:
-    """Show NAME (latest version) or NAME@VERSION as JSON."""
+    """Show REF, that is NAME (its latest version) or NAME@VERSION, as JSON."""
     name, version = parse_model_ref(ref)
     with cli.session() as session:
         echo_json(model_json(get_model(session, name, version)))
 
 
 @models.command("train")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The training data: a CSV file with a header row.",
+)
 @click.option("--target", required=True, help="The column to predict.")
 @click.option("--name", required=True, help="The model name to register the result under.")
 @click.option(
@@ -121,10 +144,18 @@ def models_show(cli: CliContext, ref: str) -> None:
     type=click.Choice(["random-forest", "linear", "logistic"]),
     default="random-forest",
     show_default=True,
+    help="The estimator: linear for regression, logistic for classification, random-forest "
+    "for either.",
 )
-@click.option("--test-size", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True)
+@click.option(
+    "--test-size",
+    type=click.FloatRange(0.05, 0.5),
+    default=0.2,
+    show_default=True,
+    help="The share of rows held out to compute the test metrics.",
+)
 @click.option("--grid", is_flag=True, help="Search a small hyper-parameter grid.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
 @pass_cli
 @handle_errors
 def models_train(
@@ -138,8 +169,12 @@ def models_train(
     as_json: bool,
 ) -> None:
     """Train on a CSV file, report test metrics, and register the result."""
-    progress = (lambda _msg: None) if as_json else (lambda msg: click.echo(f"... {msg}", err=True))
-    with cli.act("model.register", model=name, trained_from=str(data_path)) as act:
+    from models.training import train_model  # pandas and scikit-learn: only when training
+
+    with (
+        cli.act("model.register", model=name, trained_from=str(data_path)) as act,
+        progress_steps(not as_json) as progress,
+    ):
         result = train_model(
             act.session,
             cli.artifacts,

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import click
 
-from db.migrations import ensure_at_head
 from gateway.cli.context import CliContext, handle_errors, pass_cli
-from gateway.server import serve as serve_gateway
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The TCP port to listen on.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes; more than one needs PREDGATE_REDIS_URL.",
+)
 # Requests waiting for their audit commit free the CPU for others; enough threads keep it
 # busy and let the audit writer commit larger groups (measured: bench/audit_throughput.py).
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads per worker running requests.",
+)
 @click.option(
     "--behind-proxy",
     is_flag=True,
@@ -37,9 +58,11 @@ def serve(
             f"live in each worker's memory, so {workers} workers would admit up to {workers} "
             "times every limit. Set PREDGATE_REDIS_URL, or serve one worker with more --threads."
         )
+    from db.migrations import ensure_at_head
+    from gateway.server import serve as serve_gateway
+
     ensure_at_head(cli.engine)  # refuse an un-migrated database before forking anything
     cli.engine.dispose()
-    click.echo(f"predgate serving on http://{host}:{port} ({workers} workers x {threads} threads)")
     serve_gateway(
         cli.settings,
         host=host,

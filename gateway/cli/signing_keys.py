@@ -43,7 +43,7 @@ def signing_keys_rotate(cli: CliContext) -> None:
 
 
 @signing_keys.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def signing_keys_list(cli: CliContext, as_json: bool) -> None:

@@ -1,19 +1,26 @@
-"""`predgate tenants`: create, list, assign, suspend, resume, set-limit."""
+"""`predgate tenants`: create, list, assign, suspend, resume, set-limit, usage."""
 
 from __future__ import annotations
 
 import click
 
+from audit.usage import tenant_daily_usage
 from auth.tenants import (
     assign_model,
     create_tenant,
+    get_tenant,
     list_tenants,
     parse_assignment_ref,
     set_tenant_limit,
     set_tenant_status,
 )
+from auth.usage import tenant_usage
+from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.cli.keys import policy_argument
+from gateway.cli.paging import echo_next_cursor, page_options
+from gateway.cli.usage import cli_windows, days_option, echo_usage
+from gateway.pages import cut_page
 from gateway.presenters import tenant_json
 
 
@@ -24,11 +31,11 @@ def tenants() -> None:
 
 @tenants.command("create")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_cli
 @handle_errors
 def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
-    """Create a tenant."""
+    """Create a tenant called NAME."""
     with cli.act("tenant.create", tenant=name) as act:
         tenant = create_tenant(act.session, name=name)
         act.tenant_id = tenant.id
@@ -39,13 +46,17 @@ def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
 
 
 @tenants.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@page_options("tenants")
 @pass_cli
 @handle_errors
-def tenants_list(cli: CliContext, as_json: bool) -> None:
-    """List tenants with their status and model."""
+def tenants_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -> None:
+    """List tenants by name with their status and model, --limit at a time."""
     with cli.session() as session:
-        rows = list_tenants(session)
+        fetched = list_tenants(session, after=after, limit=limit + 1)
+    page = cut_page("tenants", fetched, limit, lambda t: t.name)
+    rows = page.items
+    echo_next_cursor(page, "tenants list")
     if as_json:
         echo_json([tenant_json(t) for t in rows])
         return
@@ -53,6 +64,28 @@ def tenants_list(cli: CliContext, as_json: bool) -> None:
         ["tenant", "status", "model", "created", "rate limit"],
         [[t.name, t.status, t.model_ref, t.created_at, t.rate_limit] for t in rows],
     )
+
+
+@tenants.command("usage")
+@click.argument("tenant")
+@days_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_cli
+@handle_errors
+def tenants_usage(cli: CliContext, tenant: str, days: int, as_json: bool) -> None:
+    """Show TENANT's aggregate rate-limit windows (from Redis only: without it the counters
+    live in the gateway's memory) and its requests per day and status, in total and per key."""
+    default = cli.settings.default_rate_limit
+    with cli.act("tenant.usage", tenant=tenant) as act:
+        found = get_tenant(act.session, tenant)
+        act.tenant_id = found.id
+        windows, unavailable = cli_windows(
+            cli.settings,
+            lambda counters: tenant_usage(act.session, counters, tenant, default_policy=default),
+        )
+        traffic = tenant_daily_usage(act.session, tenant_id=found.id, days=days, now=utcnow())
+    subject = {"tenant": found.name, "rate_limit": found.rate_limit}
+    echo_usage(subject, windows, unavailable, traffic, as_json=as_json)
 
 
 @tenants.command("assign")
@@ -89,7 +122,7 @@ def tenants_assign(cli: CliContext, tenant: str, model_ref: str, dry_run: bool) 
 @pass_cli
 @handle_errors
 def tenants_suspend(cli: CliContext, tenant: str) -> None:
-    """Suspend a tenant: its credentials answer 403 from the next request."""
+    """Suspend TENANT: its credentials answer 403 from the next request."""
     with cli.act("tenant.suspend", tenant=tenant, status="suspended") as act:
         act.tenant_id = set_tenant_status(act.session, tenant, status="suspended").id
     click.echo(f"tenant {tenant} suspended")
@@ -100,7 +133,7 @@ def tenants_suspend(cli: CliContext, tenant: str) -> None:
 @pass_cli
 @handle_errors
 def tenants_resume(cli: CliContext, tenant: str) -> None:
-    """Resume a suspended tenant."""
+    """Resume TENANT after a suspension."""
     with cli.act("tenant.resume", tenant=tenant, status="active") as act:
         act.tenant_id = set_tenant_status(act.session, tenant, status="active").id
     click.echo(f"tenant {tenant} resumed")

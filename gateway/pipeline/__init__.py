@@ -19,7 +19,7 @@ route) the steps its `endpoint` declaration asks for, then `finish_request`:
                       10. headers                         X-Request-ID, rate-limit headers,
                                                           nosniff, no-store unless set
                       11. commit the audit record         503 audit_unavailable if it cannot
-                      12. log one line
+                      12. log one line, count it          (gateway.logs, gateway.metrics)
 
 Errors at any step become problem+json through `gateway.errors` and still pass `finish_request`,
 so 404s, 405s and 413s get the same id, headers, record and log line as everything else.
@@ -44,6 +44,7 @@ from gateway.context import Endpoint, RequestContext, current_context
 from gateway.errors import ApiError
 from gateway.extensions import spec
 from gateway.logs import log_request
+from gateway.metrics import observe_request
 from gateway.pipeline.bodies import (
     parse_json_body,
     parse_optional_json_body,
@@ -118,6 +119,7 @@ def finish_request(response: Response) -> Response:
     if sent is not response:
         _add_headers(ctx, sent)
     log_request(ctx, sent)  # 12.
+    observe_request(ctx, sent)
     return sent
 
 

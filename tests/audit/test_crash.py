@@ -21,6 +21,8 @@ from audit.recorder import load_audit_config, verify_database
 from config import Settings
 from db.engine import create_db_engine, make_session_factory
 from tests.conftest import HOUSE
+from tests.ratelimit_support import unique_key_prefix
+from tests.serving_support import wait_until_serving
 
 PREDGATE = str(Path(sys.executable).with_name("predgate"))
 LOAD_SECONDS = 12.0
@@ -44,17 +46,6 @@ def _workers(master: int) -> list[int]:
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
-def _wait_ready(base: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or a worker still booting
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not start")
-
-
 @pytest.mark.slow
 def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
     redis_url = os.environ.get("PREDGATE_TEST_REDIS_URL")
@@ -67,6 +58,8 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
         "PREDGATE_DATABASE_URL": settings.database_url,
         "PREDGATE_SECRET_KEY": settings.secret_key.decode(),
         "PREDGATE_LOG_LEVEL": "WARNING",
+        # A prefix of this run, so its counters are deleted when the run ends.
+        "PREDGATE_RATELIMIT_KEY_PREFIX": unique_key_prefix(),
     }
     demo = subprocess.run(
         [PREDGATE, "demo", "--json"], env=env, capture_output=True, text=True, check=True
@@ -74,12 +67,15 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
     key = json.loads(demo.stdout)["tenants"][0]["api_key"]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [PREDGATE, "serve", "--port", str(port), "--workers", "3", "--threads", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = settings.data_dir.parent / "serve.log"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [PREDGATE, "serve", "--port", str(port), "--workers", "3", "--threads", "2"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     received: list[tuple[str, int]] = []
     lost = 0
     stop = threading.Event()
@@ -105,7 +101,7 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
 
     kills = 0
     try:
-        _wait_ready(base, time.monotonic() + 60)
+        wait_until_serving(base, server, log_path=log_path)
         clients = [threading.Thread(target=load) for _ in range(CLIENTS)]
         for client in clients:
             client.start()

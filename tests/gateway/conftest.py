@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -15,7 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config import Settings
-from tests.ratelimit_support import REDIS_URL_VARIABLE, Clock, RedisServer, storage_variants
+from tests.ratelimit_support import (
+    REDIS_URL_VARIABLE,
+    Clock,
+    RedisServer,
+    storage_variants,
+    unique_key_prefix,
+)
 
 LimitedApp = Callable[..., FlaskClient]
 
@@ -31,7 +36,7 @@ def limited_settings(settings: Settings, redis_url: str | None, **overrides: Any
     return replace(
         settings,
         redis_url=redis_url,
-        ratelimit_key_prefix=f"test-{uuid.uuid4().hex[:12]}",
+        ratelimit_key_prefix=unique_key_prefix(),
         **overrides,
     )
 

@@ -54,7 +54,7 @@ def tokens(client: FlaskClient, session: Session, settings: Settings, world: Wor
 
 
 def test_route_tables_are_complete(app: Flask) -> None:
-    assert len(list(routes(app, "/admin/v1/"))) == 20
+    assert len(list(routes(app, "/admin/v1/"))) == 21  # 20, and the tenant usage route
     assert len(list(routes(app, "/audit/v1/"))) == 4
 
 

@@ -97,6 +97,8 @@ def test_commands_refuse_unmigrated_database(tmp_path: Path) -> None:
     env = {
         "PREDGATE_DATA_DIR": str(tmp_path),
         "PREDGATE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        # An instance (its secret given) whose database was never migrated.
+        "PREDGATE_SECRET_KEY": "0123456789abcdef" * 4,
     }
     result = CliRunner().invoke(cli, ["tenants", "list"], env=env)
     assert result.exit_code == 1

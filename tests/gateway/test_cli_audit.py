@@ -13,7 +13,8 @@ from tests.conftest import HOUSE, bearer
 
 
 def _records(predgate, *args: str) -> list[dict]:
-    return json.loads(predgate("audit", "query", "--json", "--limit", "1000", *args).stdout)
+    query = ("audit", "query", "--json", "--order", "oldest", "--limit", "1000", *args)
+    return json.loads(predgate(*query).stdout)
 
 
 def test_admin_acts_are_audited_with_actor_and_changes(predgate, model_files) -> None:
@@ -44,10 +45,10 @@ def test_admin_acts_are_audited_with_actor_and_changes(predgate, model_files) ->
     assert all(r["principal_type"] == "operator" for r in records)
     assert all(r["principal_id"].startswith("cli:") for r in records)
     assert records[-1]["reason_code"] == "tenant_exists"
-    issue = json.loads(records[3]["details"])
+    issue = records[3]["details"]
     assert issue["key_id"] == issued["key_id"]
     assert issued["api_key"] not in json.dumps(records)
-    registered = json.loads(records[1]["details"])
+    registered = records[1]["details"]
     assert registered["version"] == 1
     assert len(registered["sha256"]) == 64
 
@@ -92,14 +93,11 @@ def test_export_verifies_offline_and_tampering_is_named(
         client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
     predgate("audit", "checkpoint")
     export = _export(predgate, tmp_path / "log.jsonl")
-    ok = predgate("audit", "verify", "--file", str(export))
-    assert ok.stdout.startswith("OK:")
-
     public_key = tmp_path / "audit.pem"
     public_key.write_text(predgate("audit", "public-key").stdout)
-    assert predgate(
-        "audit", "verify", "--file", str(export), "--public-key", str(public_key)
-    ).stdout.startswith("OK:")
+    trusting = ("--public-key", str(public_key))
+    ok = predgate("audit", "verify", "--file", str(export), *trusting)
+    assert ok.stdout.startswith("OK:")
 
     lines = export.read_text().splitlines()
     record = json.loads(lines[3])
@@ -107,7 +105,7 @@ def test_export_verifies_offline_and_tampering_is_named(
     lines[3] = json.dumps(record)
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("\n".join(lines) + "\n")
-    result = predgate("audit", "verify", "--file", str(tampered), ok=False)
+    result = predgate("audit", "verify", "--file", str(tampered), *trusting, ok=False)
     assert result.exit_code == 1
     assert f"seq {record['seq']}: modified" in result.stdout
 

@@ -64,9 +64,9 @@ def test_bad_limits_are_clean_errors(predgate, args: tuple[str, ...]) -> None:
     assert "Traceback" not in result.output
 
 
-def test_usage_needs_a_shared_store(predgate) -> None:
+def test_usage_windows_need_a_shared_store(predgate) -> None:
     predgate("tenants", "create", "acme")
     key_id = json.loads(predgate("keys", "issue", "--tenant", "acme", "--json").stdout)["key_id"]
-    result = predgate("keys", "usage", key_id, ok=False)
-    assert result.exit_code == 1
+    result = predgate("keys", "usage", key_id)  # the audit counts, and where the windows are
     assert "PREDGATE_REDIS_URL" in result.output
+    assert "total" in result.output

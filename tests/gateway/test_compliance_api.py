@@ -51,7 +51,8 @@ def test_records_filtered_and_audited(
     found = response.json["records"]
     assert len(found) == 2
     assert {r["principal_id"] for r in found} == {traffic.acme_key_id}
-    assert set(found[0]) == set(RECORD_FIELDS)
+    assert set(found[0]) == {*RECORD_FIELDS, "tenant"}
+    assert {r["tenant"] for r in found} == {"acme"}
     assert response.json["next_cursor"] is None
     record = record_for(session, response)
     assert_client_record(record, "audit.read", 200)
@@ -66,7 +67,7 @@ def test_cursor_walks_every_record_once(client: FlaskClient, auditor, session, t
     seen: list[int] = []
     cursor: int | None = None
     for _ in range(50):
-        query = "limit=3" + (f"&cursor={cursor}" if cursor is not None else "")
+        query = "limit=3&order=oldest" + (f"&cursor={cursor}" if cursor is not None else "")
         page = client.get(f"/audit/v1/records?{query}", headers=auditor).json
         assert len(page["records"]) <= 3
         seen += [r["seq"] for r in page["records"]]

@@ -105,7 +105,7 @@ def test_store_failure_modes_and_recovery(
 
 
 def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
-    env = {"PREDGATE_DATA_DIR": str(tmp_path)}
+    env = {"PREDGATE_DATA_DIR": str(tmp_path), "PREDGATE_SECRET_KEY": "0123456789abcdef" * 4}
     result = CliRunner().invoke(cli, ["serve", "--workers", "4"], env=env)
     assert result.exit_code == 1
     assert "PREDGATE_REDIS_URL" in result.output

@@ -25,6 +25,7 @@ OPEN_PATHS = {
     "/.well-known/oauth-authorization-server",
     "/oauth/token",
     "/oauth/revoke",  # RFC 7009: authenticates the client (basic or post) itself
+    "/metrics",  # PREDGATE_METRICS_ALLOW addresses, or the admin scope (checked by its view)
 }
 KNOWN_SCOPES = set().union(*ROLE_SCOPES.values())
 

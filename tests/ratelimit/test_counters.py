@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,13 @@ from ratelimit.errors import BatchTooLarge, CounterStoreUnavailable
 from ratelimit.headers import rate_limit_headers
 from ratelimit.limiter import Outcome, RateLimiter
 from ratelimit.policy import LimitPolicy, ScopedLimit, plan_request
-from tests.ratelimit_support import REDIS_URL_VARIABLE, RedisServer, storage_variants
+from tests.ratelimit_support import (
+    REDIS_URL_VARIABLE,
+    RedisServer,
+    delete_keys_with_prefix,
+    storage_variants,
+    unique_key_prefix,
+)
 
 NOW = 1_900_000_020.0  # 20 s into a minute: no window boundary near the steps below
 STRATEGIES = ("moving-window", "sliding-window-counter")
@@ -33,14 +38,13 @@ KEY_AND_TENANT = policy(("key", "key:k1", "3/minute;10/hour"), ("tenant", "tenan
 
 
 def open_store(store: str, strategy: str) -> Iterator[MemoryCounters | RedisCounters]:
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    prefix = unique_key_prefix()
     if store == "memory":
         yield MemoryCounters(strategy, key_prefix=prefix)
         return
     client = redis.Redis.from_url(os.environ[REDIS_URL_VARIABLE])
     yield RedisCounters(client, strategy, key_prefix=prefix)
-    for name in client.scan_iter(f"*{prefix}*"):
-        client.delete(name)
+    delete_keys_with_prefix(client, prefix)
     client.close()
 
 
