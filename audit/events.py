@@ -16,6 +16,7 @@ EVENT_TYPES = frozenset(
         "predict",
         "model.read",
         "health.check",
+        "metrics.scrape",
         "docs.read",
         "http.request",
         "authn.failure",

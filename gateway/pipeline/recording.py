@@ -30,7 +30,10 @@ def record_response(ctx: RequestContext, response: Response) -> Response:
     probe = ctx.endpoint is not None and ctx.endpoint.probe
     if probe:
         # Liveness must not depend on the database: probe records are queued, never waited on.
-        if runtime.settings.audit_health_checks:
+        # A refused probe (a scrape of /metrics from elsewhere) and one made with a credential
+        # are always recorded; routine anonymous checks only when configured.
+        noted = response.status_code >= 400 or ctx.caller is not None
+        if noted or runtime.settings.audit_health_checks:
             runtime.audit_sink.submit(request_event(ctx, response))
         return response
     try:

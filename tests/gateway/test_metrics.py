@@ -18,9 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from audit.query import AuditFilter, query_records
 from config import Settings
 from db.engine import create_db_engine
+from gateway.runtime import get_runtime
 from tests.conftest import HOUSE, IRIS, World, bearer
+from tests.gateway.admin_support import record_for
 from tests.oauth_support import token_headers
 from tests.ratelimit_support import RedisServer
 from tests.serving_support import start_serving
@@ -213,3 +216,23 @@ def _processes_serving(database_url: str) -> int:
     finally:
         engine.dispose()
     return int(count)
+
+
+def test_a_refused_or_credentialed_scrape_is_always_recorded(
+    make_app: Callable[..., Flask], settings: Settings, session: Session, world: World
+) -> None:
+    # Probes are recorded only when configured, but not a scrape from elsewhere that was refused,
+    # nor one made with a credential: both are someone reaching for the gateway's internals.
+    app = make_app(replace(settings, metrics_allow=("10.0.0.0/8",), audit_health_checks=False))
+    guarded = app.test_client()
+    refused = guarded.get("/metrics", environ_base=FAR)
+    admin = token_headers(guarded, session, settings, role="admin")
+    allowed = guarded.get("/metrics", headers=admin, environ_base=FAR)
+    routine = guarded.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    get_runtime(app).audit_sink.close()  # probe records are queued: flush them
+    assert record_for(session, refused)["http_status"] == 403
+    assert record_for(session, allowed)["http_status"] == 200
+    assert routine.status_code == 200
+    session.rollback()
+    found = query_records(session, AuditFilter(request_id=routine.headers["X-Request-ID"]))
+    assert found == []
