@@ -2,8 +2,9 @@
 (loopback by default) or any caller whose credential holds the admin scope.
 
 Declared a probe, as /healthz and /readyz are: a scrape is never held waiting for the audit
-log (recorded only with PREDGATE_AUDIT_HEALTH_CHECKS), so the counters that show an audit
-outage stay readable during one.
+log, so the counters that show an audit outage stay readable during one. Its record is queued:
+always for a refused scrape or one made with a credential, for a routine one from an allowed
+address only with PREDGATE_AUDIT_HEALTH_CHECKS.
 """
 
 from __future__ import annotations
