@@ -153,6 +153,7 @@ def _answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the database plays no part
 def test_docs_page_renders_in_headless_chromium(served: str, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -17,6 +17,9 @@ from tests.conftest import HOUSE
 from tests.ratelimit_support import free_port
 from tests.serving_support import start_serving
 
+# What is tested is the OAuth2 exchange with a client library, which no database changes.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
 
 def test_requests_oauthlib_gets_a_token_and_predicts(
     settings: Settings, predgate: Callable[..., Any], monkeypatch: pytest.MonkeyPatch

@@ -97,6 +97,7 @@ class _Answer:
         self.headers = {"X-Request-ID": headers["x-request-id"]}
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the database plays no part
 @pytest.mark.slow
 def test_a_stalled_body_is_answered_408_without_holding_a_thread(
     served: tuple[str, str], session: Session, request: pytest.FixtureRequest
