@@ -62,3 +62,11 @@ def cut_page(kind: str, found: Sequence[T], limit: int, public_id: Callable[[T],
         return Page(list(found), None)
     shown = list(found[:limit])
     return Page(shown, encode_cursor(kind, public_id(shown[-1])))
+
+
+def model_position(ref: str) -> tuple[str, int]:
+    """`NAME@VERSION` of a model cursor as (name, version); InvalidCursor otherwise."""
+    name, _at, version = ref.rpartition("@")
+    if not name or not version.isdigit():
+        raise InvalidCursor("not a cursor of this list")
+    return name, int(version)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit.usage import MAX_DAYS
-from gateway.pages import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, decode_cursor
+from gateway.pages import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, model_position
 from gateway.schemas import Problem
 
 ERROR_RESPONSES: dict[str, Any] = {
@@ -73,14 +73,6 @@ class ModelListQuery(PageQuery):
         """The (name, version) of the last version of the previous page."""
         after = self.after()
         return model_position(after) if after is not None else None
-
-
-def model_position(ref: str) -> tuple[str, int]:
-    """`NAME@VERSION` of a model cursor as (name, version); InvalidCursor otherwise."""
-    name, _at, version = ref.rpartition("@")
-    if not name or not version.isdigit():
-        raise InvalidCursor("not a cursor of this list")
-    return name, int(version)
 
 
 class UsageQuery(BaseModel):

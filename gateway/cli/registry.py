@@ -16,7 +16,7 @@ from gateway.cli.context import (
     progress_steps,
 )
 from gateway.cli.paging import echo_next_cursor, page_options
-from gateway.pages import cut_page
+from gateway.pages import cut_page, model_position
 from gateway.presenters import model_json
 from models.features import FeatureSpec
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
@@ -98,8 +98,6 @@ def models_register(
 @handle_errors
 def models_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -> None:
     """List registered model versions by name and version, --limit at a time."""
-    from gateway.api.admin_shapes import model_position
-
     position = model_position(after) if after is not None else None
     with cli.session() as session:
         fetched = list_models(session, after=position, limit=limit + 1)

@@ -4,6 +4,7 @@ one instance that it finds or refuses (never one it makes up in the working dire
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -176,3 +177,39 @@ def test_training_reports_progress_on_stderr_only(predgate, tmp_path: Path) -> N
     quiet = predgate(*args, "--algorithm", "random-forest", "--json")
     assert quiet.stderr == ""
     assert json.loads(quiet.stdout)["version"] == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tenants", "list"],
+        ["keys", "list"],
+        ["clients", "list"],
+        ["models", "list", "--limit", "1"],
+        ["audit", "query", "--limit", "1"],
+        ["tenants", "usage", "nobody"],
+    ],
+)
+def test_running_a_command_that_neither_trains_nor_compiles_loads_no_model_stack(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # What the command runs, not only what its module imports: a list that reached into the
+    # HTTP layer for a cursor once pulled scikit-learn in at run time.
+    env = {k: v for k, v in os.environ.items() if k not in NO_INSTANCE}
+    data_dir = str(tmp_path / "instance")
+    launch = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    subprocess.run(
+        [*launch, "--data-dir", data_dir, "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import sys, atexit\n"
+        f"atexit.register(lambda: print([m for m in {MODEL_STACK!r} if m in sys.modules]))\n"
+        "from gateway.cli import main\n"
+        f"sys.argv = ['predgate', '--data-dir', {data_dir!r}, *{command!r}]\n"
+        "main()\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert ran.stdout.strip().splitlines()[-1] == "[]", (ran.stdout, ran.stderr)
