@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-
-from limits import RateLimitItem, parse_many
+from typing import TYPE_CHECKING
 
 from ratelimit.errors import BatchTooLarge, InvalidPolicy
 
@@ -29,6 +28,11 @@ COUNTER_SCOPE = "partner"
 POLICY_EXAMPLE = "100/minute;5000/day"
 log = logging.getLogger("predgate.ratelimit")
 
+# `limits` loads its asyncio storage layer on import: a command that only names policies (the
+# settings, `tenants list`) should not pay for it, so it is imported where a policy is parsed.
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+
 
 @lru_cache(maxsize=512)
 def parse_policy(text: str) -> tuple[RateLimitItem, ...]:
@@ -37,6 +41,8 @@ def parse_policy(text: str) -> tuple[RateLimitItem, ...]:
         raise InvalidPolicy(
             f"a rate-limit policy is 1-{MAX_POLICY_LENGTH} characters, e.g. {POLICY_EXAMPLE}"
         )
+    from limits import parse_many
+
     try:
         windows = tuple(parse_many(text))
     except ValueError:

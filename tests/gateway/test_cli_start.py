@@ -213,3 +213,19 @@ def test_running_a_command_that_neither_trains_nor_compiles_loads_no_model_stack
     )
     ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert ran.stdout.strip().splitlines()[-1] == "[]", (ran.stdout, ran.stderr)
+
+
+def test_the_command_list_of_help_says_what_each_command_says_of_itself() -> None:
+    # `predgate --help` lists commands from gateway.cli.SHORT_HELP without importing them.
+    import click
+
+    from gateway.cli import SHORT_HELP, cli
+
+    ctx = click.Context(cli)
+    assert set(SHORT_HELP) == set(cli.list_commands(ctx))
+    for name, short in SHORT_HELP.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert (command.help or "").split()[:3] == short.split()[:3], name
+    listed = CliRunner().invoke(cli, ["--help"])
+    assert all(short in listed.output for short in SHORT_HELP.values())
