@@ -200,7 +200,7 @@ def _number(spec: FeatureSpec, value: Any, row: int, batched: bool) -> float:
         raise InvalidFeatures(
             _field(row, batched, spec.name), "not_an_integer", "must be a whole number"
         )
-    _check_category(spec, number, _field(row, batched, spec.name))
+    _check_category(spec, number, row, batched)
     return number
 
 
@@ -217,15 +217,18 @@ def _text(spec: FeatureSpec, value: Any, row: int, batched: bool) -> str | None:
             "invalid_text",
             f"must be printable text of at most {MAX_TEXT_LENGTH} characters",
         )
-    _check_category(spec, value, field)
+    _check_category(spec, value, row, batched)
     return value
 
 
-def _check_category(spec: FeatureSpec, value: Any, field: str) -> None:
+def _check_category(spec: FeatureSpec, value: Any, row: int, batched: bool) -> None:
+    # The field's name is built only for a refusal: this runs for every value of every row.
     known = spec.categories is None or spec.unknown_categories or value in _categories(spec)
     if not known:
         raise InvalidFeatures(
-            field, "unknown_category", "is not one of the categories the model knows"
+            _field(row, batched, spec.name),
+            "unknown_category",
+            "is not one of the categories the model knows",
         )
 
 
