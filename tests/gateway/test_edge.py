@@ -18,6 +18,9 @@ from tests.gateway.conftest import LimitedApp
 from tests.gateway.test_errors import assert_problem
 from tests.oauth_support import issue_client, token_headers
 
+# Edge checks (sizes, framing, headers) happen before any database work: one backend suffices.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
 UNKNOWN_KEY = "pgk_0123456789abcdef_" + "A" * 43
 CREDENTIAL_ROUTES = [
     ("POST", "/v1/predict"),

@@ -14,6 +14,9 @@ from config import Settings
 from tests.conftest import HOUSE, World, bearer
 from tests.gateway.admin_support import record_for
 
+# Problem answers do not depend on the database (test_audit_http records refusals on both).
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
 CANARY_VALUE = 987654.321987
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 

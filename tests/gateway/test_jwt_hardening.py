@@ -32,6 +32,9 @@ from tests.oauth_support import (
     unsigned_token,
 )
 
+# Token checks happen before any database work: one backend suffices.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def partner(session: Session, settings: Settings, world: World, client: FlaskClient) -> str:
