@@ -161,21 +161,22 @@ def per_column(estimator: Any, specs: tuple[FeatureSpec, ...]) -> bool:
 
 
 def run_session(
-    session: onnxruntime.InferenceSession, rows: ModelInput
+    session: onnxruntime.InferenceSession, rows: ModelInput, inputs: list[str] | None = None
 ) -> tuple[NDArray[Any], NDArray[Any] | None]:
-    """Run rows through a converted model: (labels or values, probabilities or None)."""
-    inputs = session.get_inputs()
-    if len(inputs) == 1 and not rows.texts:
-        feeds: dict[str, Any] = {inputs[0].name: rows.numbers}
+    """Run rows through a converted model: (labels or values, probabilities or None).
+    `inputs`: the session's input names, when the caller keeps them (a loaded model does)."""
+    names = inputs if inputs is not None else [i.name for i in session.get_inputs()]
+    if len(names) == 1 and not rows.texts:
+        feeds: dict[str, Any] = {names[0]: rows.numbers}
     else:
         feeds = {}
-        for j, declared in enumerate(inputs):
+        for j, name in enumerate(names):
             texts = rows.texts.get(j)
             if texts is None:
-                feeds[declared.name] = rows.numbers[:, j : j + 1]
+                feeds[name] = rows.numbers[:, j : j + 1]
             else:
                 column = [MISSING_STRING if v is None else v for v in texts]
-                feeds[declared.name] = np.array(column, dtype=object).reshape(-1, 1)
+                feeds[name] = np.array(column, dtype=object).reshape(-1, 1)
     outputs = session.run(None, feeds)
     first = np.asarray(outputs[0])
     second = np.asarray(outputs[1]) if len(outputs) > 1 else None

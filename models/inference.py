@@ -56,6 +56,8 @@ class LoadedModel:
         self._session = session
         self._estimator = estimator
         self._has_proba = hasattr(estimator, "predict_proba")
+        # Asked of the session once: run() feeds them on every request.
+        self._inputs = [i.name for i in session.get_inputs()] if session is not None else []
         self._lookup = label_lookup(meta.classes) if meta.classes is not None else {}
 
     def predict(self, rows: ModelInput | NDArray[np.float64], *, probabilities: bool) -> Prediction:
@@ -79,7 +81,7 @@ class LoadedModel:
     def _predict_onnx(
         self, session: onnxruntime.InferenceSession, rows: ModelInput, probabilities: bool
     ) -> Prediction:
-        first, second = run_session(session, rows)
+        first, second = run_session(session, rows, self._inputs)
         if self.meta.classes is None:
             values: list[float | int | str] = [float(v) for v in first.reshape(-1).tolist()]
             return Prediction(predictions=values, probabilities=None)

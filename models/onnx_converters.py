@@ -444,7 +444,7 @@ def classifier_output(
     container.add_node("Gather", [name, index], [label_out], axis=0)
 
 
-def _link_probabilities(scope: Any, container: Any, raw: str, n_targets: int, kind: str) -> str:
+def _link_probabilities(scope: Any, container: Any, raw: str, kind: str) -> str:
     if kind == "multinomial":
         out = variable_name(scope, "softmax")
         container.add_node("Softmax", [raw], [out], axis=1)
@@ -534,7 +534,7 @@ def convert_boosting_classifier(scope: Any, operator: Any, container: Any) -> No
         scope, container, emit_ensemble(scope, container, ensemble, source), baseline
     )
     kind = _loss_kind(op)
-    probabilities = _link_probabilities(scope, container, raw, ensemble.n_targets, kind)
+    probabilities = _link_probabilities(scope, container, raw, kind)
     classifier_output(scope, container, operator, op, probabilities)
 
 
@@ -558,7 +558,7 @@ def convert_hist_classifier(scope: Any, operator: Any, container: Any) -> None:
     raw = _add_baseline(
         scope, container, emit_ensemble(scope, container, ensemble, source), baseline
     )
-    probabilities = _link_probabilities(scope, container, raw, ensemble.n_targets, kind)
+    probabilities = _link_probabilities(scope, container, raw, kind)
     classifier_output(scope, container, operator, op, probabilities)
 
 

@@ -25,3 +25,17 @@ def build_estimators() -> dict[str, Any]:
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     classifier.fit(iris.drop(columns=["species"]), iris["species"])
     return {"house-price": regressor, "house-price-retrained": retrained, "iris": classifier}
+
+
+def register_house_price_v2(session: Any, artifacts: Any, model_files: dict[str, Any]) -> None:
+    """Register the retrained house-price file as house-price@2, committed."""
+    from models.registry import register_model
+
+    register_model(
+        session,
+        artifacts,
+        name="house-price",
+        artifact_path=model_files["house-price-retrained"],
+        registered_by="test",
+    )
+    session.commit()

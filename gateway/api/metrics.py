@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from audit.draft import AUTHENTICATION_FAILED, AUTHORIZATION_DENIED
-from auth.errors import AuthError
+from audit.draft import AUTHORIZATION_DENIED
 from gateway.context import RequestContext
 from gateway.errors import ApiError
 from gateway.metrics import exposition, get_metrics
-from gateway.pipeline import endpoint
-from gateway.pipeline.caller import resolve_caller
+from gateway.pipeline import authenticate, endpoint, require_scope
 from gateway.pipeline.client_address import client_address
-from gateway.pipeline.rate_limiting import charge
 
 bp = Blueprint("metrics", __name__)
 
@@ -45,18 +42,4 @@ def _authorize_scrape(ctx: RequestContext) -> None:
             "Forbidden",
             "Metrics are served to the configured addresses, or with the admin scope.",
         )
-    try:
-        ctx.caller = resolve_caller(ctx.runtime, ctx.audit)
-    except AuthError as refused:
-        kind = AUTHENTICATION_FAILED if refused.status == 401 else AUTHORIZATION_DENIED
-        ctx.audit.refused(kind, refused.code)
-        charge(ctx, None, cost=1)
-        raise
-    if not ctx.caller.has_scope("admin"):
-        ctx.audit.refused(AUTHORIZATION_DENIED, "insufficient_scope")
-        raise ApiError(
-            403,
-            "insufficient_scope",
-            "Forbidden",
-            "This credential is not allowed to use this operation.",
-        )
+    require_scope(ctx, authenticate(ctx), "admin")

@@ -83,18 +83,12 @@ def run_endpoint(
     ctx.audit.event_type = spec_.event
     caller = None
     if spec_.scope is not None:
-        caller = _resolve(ctx)  # 4.
+        caller = authenticate(ctx)  # 4.
     if spec_.client_auth:
         refuse_spent_failure_budget(ctx, oauth_client_id())  # 4. (the view authenticates)
     try:
-        if caller is not None and not caller.has_scope(spec_.scope or ""):  # 5.
-            ctx.audit.refused(AUTHORIZATION_DENIED, "insufficient_scope")
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                "Forbidden",
-                "This credential is not allowed to use this operation.",
-            )
+        if caller is not None:
+            require_scope(ctx, caller, spec_.scope or "")  # 5.
         inputs = _parse_inputs(spec_)  # 6.
     except (ApiError, AuthError):
         if spec_.limited:
@@ -190,7 +184,8 @@ def _declared_endpoint() -> Endpoint | None:
     return declared if isinstance(declared, Endpoint) else None
 
 
-def _resolve(ctx: RequestContext) -> Principal:
+def authenticate(ctx: RequestContext) -> Principal:
+    """Step 4: the verified caller, or the refusal recorded and counted against the address."""
     try:
         ctx.caller = resolve_caller(ctx.runtime, ctx.audit)
     except AuthError as refused:
@@ -199,6 +194,18 @@ def _resolve(ctx: RequestContext) -> Principal:
         charge(ctx, None, cost=1)  # guessing credentials is slow: counted by address
         raise
     return ctx.caller
+
+
+def require_scope(ctx: RequestContext, caller: Principal, scope: str) -> None:
+    """Step 5: 403 `insufficient_scope` unless the caller's credential holds `scope`."""
+    if not caller.has_scope(scope):
+        ctx.audit.refused(AUTHORIZATION_DENIED, "insufficient_scope")
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            "Forbidden",
+            "This credential is not allowed to use this operation.",
+        )
 
 
 def _parse_inputs(spec_: Endpoint) -> dict[str, Any]:

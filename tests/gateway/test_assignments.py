@@ -18,8 +18,8 @@ from auth.assignments import NO_CHANGE, UNCHANGED
 from auth.tenants import LATEST, assign_model, create_tenant
 from config import Settings
 from models.artifacts import ArtifactStore
-from models.registry import register_model
 from tests.conftest import HOUSE, World, bearer
+from tests.fixtures_models import register_house_price_v2
 from tests.gateway.admin_support import record_for
 from tests.oauth_support import token_headers
 
@@ -34,17 +34,6 @@ IRIS_CHANGES = [
 @pytest.fixture
 def admin(client: FlaskClient, session: Session, settings: Settings) -> dict[str, str]:
     return token_headers(client, session, settings, role="admin")
-
-
-def register_v2(session: Session, artifacts: ArtifactStore, model_files: dict[str, Path]) -> None:
-    register_model(
-        session,
-        artifacts,
-        name="house-price",
-        artifact_path=model_files["house-price-retrained"],
-        registered_by="test",
-    )
-    session.commit()
 
 
 def stored_version(session: Session, tenant: str) -> int | None:
@@ -67,7 +56,7 @@ def test_registering_a_version_serves_it_only_to_tenants_on_latest(
     assign_model(session, "initech", model_name="house-price", version=LATEST)
     follower = issue_key(session, settings.secret_key, tenant_name="initech", created_by="t")
     session.commit()
-    register_v2(session, artifacts, model_files)
+    register_house_price_v2(session, artifacts, model_files)
 
     pinned = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
     assert pinned.status_code == 200, pinned.json
@@ -123,7 +112,7 @@ def test_a_dry_run_over_http_changes_nothing(
     artifacts: ArtifactStore,
     model_files: dict[str, Path],
 ) -> None:
-    register_v2(session, artifacts, model_files)
+    register_house_price_v2(session, artifacts, model_files)
     response = client.put(
         "/admin/v1/tenants/acme/model",
         json={"model": "house-price", "dry_run": True},

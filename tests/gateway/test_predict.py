@@ -98,20 +98,13 @@ def test_new_version_is_picked_up_without_restart(
     client: FlaskClient, world: World, session, artifacts, model_files
 ) -> None:
     from auth.tenants import LATEST, assign_model
-    from models.registry import register_model
+    from tests.fixtures_models import register_house_price_v2
 
     # Only a tenant on NAME@latest is served a new version without an assignment.
     assign_model(session, "acme", model_name="house-price", version=LATEST)
     session.commit()
     assert client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key)).status_code == 200
-    register_model(
-        session,
-        artifacts,
-        name="house-price",
-        artifact_path=model_files["house-price-retrained"],
-        registered_by="test",
-    )
-    session.commit()
+    register_house_price_v2(session, artifacts, model_files)
     response = client.post("/v1/predict", json=HOUSE, headers=bearer(world.acme_key))
     assert response.get_json()["model"] == {"name": "house-price", "version": 2}
 
