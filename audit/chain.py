@@ -44,6 +44,22 @@ class Head:
     checkpoint_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a record went: its seq and its hash (what an answer's receipt header names)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The chain's head after an append, and the place of each appended record in order."""
+
+    head: Head
+    placements: list[Placement]
+
+
 class AppendExpired(RuntimeError):
     """The database received the append after its deadline and refused it: nothing committed."""
 
@@ -56,7 +72,7 @@ class AppendExpired(RuntimeError):
 # after its deadline appends nothing (a database frozen past the answer's deadline must not
 # commit a record that contradicts it).
 _PG_APPEND_DRIVER = (
-    "SELECT head_seq, head_hash, head_checkpoint_seq, head_checkpoint_at, appended "
+    "SELECT head_seq, head_hash, head_checkpoint_seq, head_checkpoint_at, appended, prev_hash "
     "FROM audit_append(CAST(%(records)s AS json), CAST(%(deadline)s AS timestamptz))"
 )
 _PG_APPEND = text(
@@ -72,9 +88,10 @@ def append_and_commit(
     policy: CheckpointPolicy,
     head_hint: Head | None = None,
     deadline: datetime | None = None,
-) -> Head:
+) -> Appended:
     """Append events and commit them (the request writer's path); returns the new head, which
-    the caller may pass back as `head_hint` (SQLite uses it to skip reading the head).
+    the caller may pass back as `head_hint` (SQLite uses it to skip reading the head), and
+    where each record went.
 
     On PostgreSQL `connection` is in autocommit mode, the append is one round trip and
     AppendExpired says the database received it after `deadline` and stored nothing. A
@@ -83,16 +100,16 @@ def append_and_commit(
     if connection.dialect.name != "postgresql":
         with connection.begin():
             return _append_sqlite(connection, events, signer, policy, head_hint)
-    head = _append_postgresql(connection, events, deadline)
-    if checkpoint_due(head, policy, datetime.now(UTC)):
+    appended = _append_postgresql(connection, events, deadline)
+    if checkpoint_due(appended.head, policy, datetime.now(UTC)):
         with connection.engine.begin() as own:
             checkpoint_locked_if_due(own, signer=signer, policy=policy)
-    return head
+    return appended
 
 
 def _append_postgresql(
     executor: Executor, events: Sequence[AuditEvent], deadline: datetime | None
-) -> Head:
+) -> Appended:
     params = {
         "records": json.dumps([event.chain_template() for event in events]),
         "deadline": deadline,
@@ -107,7 +124,13 @@ def _append_postgresql(
         row = executor.execute(_PG_APPEND, params).one()
     if int(row[4]) != len(events):
         raise AppendExpired("the database received the append after its deadline")
-    return Head(int(row[0]), str(row[1]), int(row[2]), _utc(row[3]))
+    head = Head(int(row[0]), str(row[1]), int(row[2]), _utc(row[3]))
+    # The database chained the batch onto `prev_hash`; the same templates hashed here give
+    # each record's hash, and the last one must be the head's.
+    records = _chain(events, Head(head.seq - len(events), str(row[5]), 0, None))
+    if records[-1]["hash"] != head.hash:
+        raise RuntimeError("the database and predgate hash audit records differently")
+    return Appended(head, [Placement(r["seq"], r["hash"]) for r in records])
 
 
 def _append_sqlite(
@@ -116,7 +139,7 @@ def _append_sqlite(
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
     hint: Head | None,
-) -> Head:
+) -> Appended:
     # In the embedded default one process writes, so the head it wrote last is almost always
     # still the head: move it conditionally (which also takes the write lock) and skip reading
     # it. If anything else appended meanwhile, fall back to lock-and-read in this transaction.
@@ -143,9 +166,9 @@ def _append_sqlite(
             if checkpoint_due(head, policy, datetime.now(UTC)):
                 checkpoint_locked_if_due(connection, signer=signer, policy=policy)
                 head = read_head(connection)
-            return head
-    append_events(connection, events, signer=signer, policy=policy)
-    return read_head(connection)
+            return Appended(head, [Placement(r["seq"], r["hash"]) for r in records])
+    placements = append_events(connection, events, signer=signer, policy=policy)
+    return Appended(read_head(connection), placements)
 
 
 @contextlib.contextmanager
@@ -195,14 +218,15 @@ def append_events(
     *,
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
-) -> None:
+) -> list[Placement]:
     """Append events to the chain inside the caller's transaction (an administrative act and
-    its record commit together)."""
+    its record commit together); returns where each went."""
     if not events:
-        return
+        return []
     dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
     if dialect.name == "postgresql":
-        new_head = _append_postgresql(session, events, None)
+        appended = _append_postgresql(session, events, None)
+        new_head, placements = appended.head, appended.placements
     else:
         head = lock_head(session)
         records = _chain(events, head)
@@ -213,8 +237,10 @@ def append_events(
             update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=prev_hash)
         )
         new_head = Head(seq, prev_hash, head.checkpoint_seq, head.checkpoint_at)
+        placements = [Placement(r["seq"], r["hash"]) for r in records]
     if checkpoint_due(new_head, policy, datetime.now(UTC)):
         write_checkpoint(session, lock_head(session), signer=signer, kind="checkpoint")
+    return placements
 
 
 _HEAD_COLUMNS = (

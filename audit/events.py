@@ -47,6 +47,8 @@ EVENT_TYPES = frozenset(
         "audit.prune",
         "audit.checkpoint",
         "admin.read",
+        "receipt.read",
+        "log.read",
     }
 )
 OUTCOMES = frozenset({"success", "failure", "error"})

@@ -1,17 +1,20 @@
-"""Exports: JSONL that carries the checkpoints to verify it offline, and CSV for spreadsheets.
-Both stream line by line, so memory stays bounded whatever the range."""
+"""Exports: JSONL that carries the checkpoints and signed tree heads to verify it offline, and
+CSV for spreadsheets. Both stream line by line, so memory stays bounded whatever the range."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import hashlib
 import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
@@ -19,10 +22,12 @@ from sqlalchemy.orm import Session
 from audit.events import RECORD_FIELDS, canonical_json, format_ts
 from audit.query import iter_records, list_checkpoints, seq_range
 from audit.signing import public_pem
+from audit.tree_verify import HeadWalk, TreeStart, stored_heads, stored_start
 from audit.verify import PROGRESS_EVERY, ChainStart, Progress, VerificationReport, verify_records
 
+# Readers of /1 accept exports without tree entries (made before the Merkle tree) as they are.
 EXPORT_FORMAT = "predgate-audit-export/1"
-ENTRY_TYPES = frozenset({"header", "record", "checkpoint"})
+ENTRY_TYPES = frozenset({"header", "record", "checkpoint", "tree_frontier", "tree_head"})
 
 
 class ExportError(ValueError):
@@ -36,7 +41,8 @@ def iter_jsonl(
     until: datetime | None,
     public_keys: Mapping[str, Ed25519PublicKey],
 ) -> Iterator[str]:
-    """Lines of a JSONL export: a header, the records, then the checkpoints they need."""
+    """Lines of a JSONL export: a header, the tree frontier before the range, the records, the
+    checkpoints they need, then the signed tree heads whose sizes end within the range."""
     found = seq_range(session, since=since, until=until)
     first, last = found if found is not None else (None, None)
     header = {
@@ -52,10 +58,28 @@ def iter_jsonl(
     yield canonical_json(header) + "\n"
     if first is None:
         return
+    tree = stored_start(session, first)
+    if tree is not None and tree[1].missing is None:
+        yield canonical_json(_frontier_entry(tree[1], tree[0].origin)) + "\n"
     for record in iter_records(session, first_seq=first, last_seq=last):
         yield canonical_json({"type": "record", **record}) + "\n"
     for checkpoint in list_checkpoints(session, first_seq=first, last_seq=last):
         yield canonical_json({"type": "checkpoint", **checkpoint}) + "\n"
+    if tree is not None:
+        for head in stored_heads(session, tree[0], tree[1], last):
+            yield canonical_json({"type": "tree_head", **head.as_json()}) + "\n"
+
+
+def _frontier_entry(start: TreeStart, origin: str | None) -> dict[str, Any]:
+    # Leaf `tree_size` of the log's tree is the record `next_seq`; `hashes` are the complete
+    # subtrees of the leaves before it, from which the heads' roots are recomputed.
+    return {
+        "type": "tree_frontier",
+        "tree_size": start.size,
+        "next_seq": start.next_seq,
+        "origin": origin,
+        "hashes": [base64.b64encode(digest).decode() for digest in start.frontier],
+    }
 
 
 def iter_csv(session: Session, *, since: datetime | None, until: datetime | None) -> Iterator[str]:
@@ -118,11 +142,17 @@ def verify_export(
     `verify_records`."""
     index: dict[str, int] = {}
     checkpoints: list[dict[str, Any]] = []
+    heads: list[_ExportedHead] = []
+    frontiers: list[dict[str, Any]] = []
     for entry in _entries(path):
         if entry["type"] == "record":
             index[entry["hash"]] = int(entry["seq"])
         elif entry["type"] == "checkpoint":
             checkpoints.append(entry)
+        elif entry["type"] == "tree_head":
+            heads.append(_head_of(entry, path))
+        elif entry["type"] == "tree_frontier":
+            frontiers.append(entry)
     records = (
         {name: entry.get(name) for name in RECORD_FIELDS}
         for entry in _entries(path)
@@ -135,7 +165,66 @@ def verify_export(
         start=ChainStart(None, None),
         seq_of_hash=index.get,
         progress=progress,
+        tree=_export_walk(path, frontiers, heads, public_keys),
     )
+
+
+def _export_walk(
+    path: Path,
+    frontiers: list[dict[str, Any]],
+    heads: list[_ExportedHead],
+    public_keys: Mapping[str, Ed25519PublicKey],
+) -> HeadWalk | None:
+    if not heads:
+        return None  # an export made before the tree, or of records no head covers yet
+    heads.sort(key=lambda head: head.size)
+    if len(frontiers) > 1:
+        raise ExportError(f"{path.name}: more than one tree_frontier entry")
+    if not frontiers:
+        first = export_seq_range(path)[0] or 1
+        start = TreeStart(0, first, missing="the export carries no tree frontier")
+        return HeadWalk(heads, public_keys, start)
+    entry = frontiers[0]
+    size, next_seq, hashes = entry.get("tree_size"), entry.get("next_seq"), entry.get("hashes")
+    origin = entry.get("origin")
+    if (
+        not _is_count(size)
+        or not _is_count(next_seq)
+        or not isinstance(hashes, list)
+        or not (origin is None or isinstance(origin, str))
+    ):
+        raise ExportError(f"{path.name}: the tree_frontier entry lacks its size, seq or hashes")
+    frontier = tuple(_b64(digest, path, "tree_frontier") for digest in hashes)
+    return HeadWalk(heads, public_keys, TreeStart(size, next_seq, frontier), origin=origin)
+
+
+@dataclass(frozen=True)
+class _ExportedHead:
+    # What an entry states; `signed_at` is left out: the checkpoint does not sign it.
+    size: int
+    root: bytes
+    note: str
+    key_id: str
+
+
+def _head_of(entry: Mapping[str, Any], path: Path) -> _ExportedHead:
+    size, note, key_id = entry.get("tree_size"), entry.get("checkpoint"), entry.get("key_id")
+    if not _is_count(size) or not isinstance(note, str) or not isinstance(key_id, str):
+        raise ExportError(f"{path.name}: a tree_head entry lacks its size, checkpoint or key id")
+    return _ExportedHead(size, _b64(entry.get("root_hash"), path, "tree_head"), note, key_id)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _b64(text: object, path: Path, entry_type: str) -> bytes:
+    try:
+        if isinstance(text, str):
+            return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    raise ExportError(f"{path.name}: a {entry_type} entry holds a hash that is not base64")
 
 
 def export_public_keys(path: Path) -> dict[str, str]:
@@ -203,5 +292,8 @@ def _entry(raw: bytes, number: int) -> dict[str, Any]:
             "`predgate audit export --format jsonl` has one JSON object per line"
         ) from None
     if not isinstance(entry, dict) or entry.get("type") not in ENTRY_TYPES:
-        raise ExportError(f"line {number} is not an export entry (header, record or checkpoint)")
+        raise ExportError(
+            f"line {number} is not an export entry (header, record, checkpoint, tree_frontier "
+            "or tree_head)"
+        )
     return entry

@@ -16,6 +16,7 @@ from audit.chain import Head, lock_head, write_checkpoint
 from audit.export import export_hash_at, export_seq_range, verify_export
 from audit.recorder import AuditConfig
 from audit.tables import AuditCheckpointRow, AuditRecordRow
+from audit.tree import grow_and_sign
 from audit.verify import Progress
 
 
@@ -37,9 +38,11 @@ def prune_records(
     export_path: Path,
     public_keys: Mapping[str, Ed25519PublicKey],
     progress: Progress | None = None,
+    origin: str | None = None,
 ) -> PruneResult:
     """Delete records older than `before` that the export covers; sign an anchor at the cut.
-    `progress(records verified)` follows the export's verification, the long part."""
+    `progress(records verified)` follows the export's verification, the long part. The Merkle
+    tree first grows over every record (`origin` names the log if its tree begins now)."""
     lock_head(session)
     first = session.scalar(select(func.min(AuditRecordRow.seq)))
     newer = session.scalar(select(func.min(AuditRecordRow.seq)).where(AuditRecordRow.ts >= before))
@@ -59,6 +62,9 @@ def prune_records(
     cut_hash = session.scalar(select(AuditRecordRow.hash).where(AuditRecordRow.seq == cut))
     if cut_hash is None or export_hash_at(export_path, cut) != cut_hash:
         raise PruneRefused(f"the export's record at seq {cut} differs from the database's")
+    # The Merkle tree keeps its nodes, not the records: it must hold every record before any
+    # is deleted, or no head could ever cover them again.
+    grow_and_sign(session, config.signer, origin=origin)
     deleted = session.scalar(select(func.count()).where(AuditRecordRow.seq <= cut)) or 0
     session.execute(delete(AuditRecordRow).where(AuditRecordRow.seq <= cut))
     session.execute(delete(AuditCheckpointRow).where(AuditCheckpointRow.seq <= cut))

@@ -55,7 +55,8 @@ class AuditFilter:
 
 
 # Plain column selects: rows stay out of the session's identity map, so memory stays bounded.
-_COLUMNS = [getattr(AuditRecordRow, name) for name in RECORD_FIELDS]
+RECORD_COLUMNS = [getattr(AuditRecordRow, name) for name in RECORD_FIELDS]
+_COLUMNS = RECORD_COLUMNS
 
 
 def record_to_dict(row: Any) -> dict[str, Any]:

@@ -8,18 +8,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from audit.chain import CheckpointPolicy, append_events, read_head
+from audit.chain import CheckpointPolicy, Placement, append_events, read_head
 from audit.events import GENESIS_HASH, AuditEvent
 from audit.query import iter_records, list_checkpoints, seq_of_hash, seq_range
 from audit.signing import CheckpointSigner, key_id_of, load_public_key, load_signer
 from audit.tables import AuditCheckpointRow, AuditRecordRow
-from audit.verify import ChainStart, Progress, VerificationReport, verify_records
+
+# Verification needs `cryptography`, so it is imported where a chain is verified: recording an
+# act (every audited command) signs only when a checkpoint is due (audit.signing).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from audit.verify import Progress, VerificationReport
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,11 @@ def admin_event(
     )
 
 
-def record_event(session: Session, config: AuditConfig, event: AuditEvent) -> None:
-    """Append one event inside the caller's transaction: it commits with the act it records."""
-    append_events(session, [event], signer=config.signer, policy=config.policy)
+def record_event(session: Session, config: AuditConfig, event: AuditEvent) -> Placement:
+    """Append one event inside the caller's transaction: it commits with the act it records.
+    Returns where the record went."""
+    [placement] = append_events(session, [event], signer=config.signer, policy=config.policy)
+    return placement
 
 
 def verify_database(
@@ -101,8 +108,13 @@ def verify_database(
     The head is read first, then the checkpoints, then the records, then the head again. A head
     and the records it covers commit together, so records appended meanwhile lie at most up to
     the head read last; only a record past that one, or a checkpoint past the last record, is a
-    finding.
+    finding. Signed tree heads are checked up to the tree's size read before the records (a
+    head signs only records committed before it), from the stored frontier of the leaves
+    before the first record.
     """
+    from audit.tree_verify import database_walk
+    from audit.verify import ChainStart, verify_records
+
     anchor = session.scalar(
         select(AuditCheckpointRow)
         .where(AuditCheckpointRow.kind == "anchor")
@@ -121,6 +133,8 @@ def verify_database(
     else:
         head_seq = read_head(session).seq
     checkpoints = list_checkpoints(session, first_seq=None, last_seq=last)
+    assert start.seq is not None
+    tree = database_walk(session, public_keys, first_seq=start.seq, last_seq=last)
     return verify_records(
         iter_records(session, first_seq=first, last_seq=last),
         checkpoints,
@@ -130,6 +144,7 @@ def verify_database(
         head_seq=head_seq,
         head_after=lambda: read_head(session).seq,
         progress=progress,
+        tree=tree,
     )
 
 

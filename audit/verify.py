@@ -1,20 +1,25 @@
-"""Verification: recompute the chain and the signed checkpoints, and say exactly what is wrong.
+"""Verification: recompute the chain, the signed checkpoints and the signed tree heads, and say
+exactly what is wrong.
 
 Works the same on the database and on a JSONL export; the caller supplies the records in seq
-order, the checkpoints, the public keys, and a way to find which seq holds a given hash.
+order, the checkpoints, the public keys, a way to find which seq holds a given hash, and the
+walk that checks the tree heads (audit.tree_verify) as the records pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.chain import checkpoint_statement
 from audit.events import record_hash
 from audit.signing import verify_statement
+
+if TYPE_CHECKING:
+    from audit.tree_verify import HeadWalk
 
 MAX_FINDINGS = 50
 # How often a progress callback hears how many records were checked: often enough for a bar,
@@ -28,7 +33,8 @@ class Finding:
     """One problem: where (seq), what kind, and a sentence for the operator."""
 
     seq: int
-    kind: str  # modified, deleted, inserted, reordered, chain_broken, truncated, checkpoint_*
+    kind: str  # modified, deleted, inserted, reordered, chain_broken, truncated, checkpoint_*,
+    # tree_head_* (audit.tree_verify)
     message: str
 
 
@@ -40,6 +46,7 @@ class VerificationReport:
     checkpoints_checked: int = 0
     last_checkpoint_seq: int | None = None
     uncovered_tail: int = 0
+    tree_heads_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -56,8 +63,8 @@ class VerificationReport:
         if self.ok:
             return [
                 f"OK: {self.records_checked} records ({span}), {self.checkpoints_checked} "
-                f"signed checkpoints verified; {self.uncovered_tail} records at the tail not yet "
-                "covered by a checkpoint"
+                f"signed checkpoints and {self.tree_heads_checked} signed tree heads verified; "
+                f"{self.uncovered_tail} records at the tail not yet covered by a checkpoint"
             ]
         lines = [f"FAILED: {len(self.findings)} problem(s) in {span}"]
         lines += [f"  seq {f.seq}: {f.kind}: {f.message}" for f in self.findings]
@@ -74,6 +81,7 @@ class VerificationReport:
             "checkpoints_checked": self.checkpoints_checked,
             "last_checkpoint_seq": self.last_checkpoint_seq,
             "uncovered_tail": self.uncovered_tail,
+            "tree_heads_checked": self.tree_heads_checked,
             "findings": [f.__dict__ for f in self.findings],
         }
 
@@ -99,8 +107,10 @@ def verify_records(
     head_seq: int | None = None,
     head_after: Callable[[], int] | None = None,
     progress: Progress | None = None,
+    tree: HeadWalk | None = None,
 ) -> VerificationReport:
-    """Check every record's hash and link, every checkpoint's signature and coverage.
+    """Check every record's hash and link, every checkpoint's signature and coverage, and,
+    with `tree`, every signed tree head it walks to.
 
     `head_seq` is the head read before the records; `head_after` reads it again once they have
     been read, so records appended meanwhile (a log being written) are not taken for forged
@@ -128,6 +138,8 @@ def verify_records(
             report.add(expected, "deleted", f"seq {expected}..{seq - 1} missing")
             running = None
         _check_record(record, seq, running, before_running, seq_of_hash, report)
+        if tree is not None:
+            tree.add(seq, record["hash"])
         if seq in wanted:
             hash_at[seq] = record["hash"]
         before_running, running = running, record["hash"]
@@ -137,6 +149,11 @@ def verify_records(
         progress(report.records_checked)
     _check_checkpoints(checkpoint_list, public_keys, hash_at, report)
     _check_head(head_seq, head_after, report)
+    if tree is not None:
+        # After the chain's and checkpoints' findings, which keep their place under the cap.
+        for finding in tree.finish():
+            report.add(finding.seq, finding.kind, finding.message)
+        report.tree_heads_checked = tree.checked
     return report
 
 

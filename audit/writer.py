@@ -40,13 +40,16 @@ from audit.chain import (
     AppendExpired,
     CheckpointPolicy,
     Head,
+    Placement,
     append_and_commit,
     checkpoint_locked_if_due,
     checkpoint_now_if_due,
+    read_head,
 )
 from audit.events import AuditEvent
 from audit.signing import CheckpointSigner
 from audit.tables import AuditRecordRow
+from audit.tree import grow_and_sign
 
 log = logging.getLogger("predgate.audit")
 # A record nobody waits for (a 503's, a probe's) is sent again after a failure, this many times
@@ -66,6 +69,8 @@ class WriterMetrics:
     contradictions: Counter
     write_seconds: Histogram
     batch_errors: Counter
+    tree_seconds: Histogram
+    tree_failures: Counter
 
 
 @functools.cache
@@ -91,6 +96,16 @@ def writer_metrics() -> WriterMetrics:
             "predgate_audit_batch_errors",
             "Batches whose append failed in the store (each is retried or answered 503)",
         ),
+        tree_seconds=Histogram(
+            "predgate_audit_tree_grow_seconds",
+            "Time to grow the Merkle tree over new records and sign its head, after a "
+            "checkpoint (off the request path)",
+            buckets=WRITE_BUCKETS,
+        ),
+        tree_failures=Counter(
+            "predgate_audit_tree_failures",
+            "Attempts to grow the Merkle tree or sign its head that failed (retried later)",
+        ),
     )
 
 
@@ -103,8 +118,9 @@ class AuditUnavailable(Exception):
 class AuditSink(Protocol):
     """Where request records go: the group-commit writer, or a test-only null sink."""
 
-    def commit(self, event: AuditEvent) -> None:
-        """Return once the event's record committed; AuditUnavailable otherwise."""
+    def commit(self, event: AuditEvent) -> Placement | None:
+        """Return once the event's record committed (with where it went, when known);
+        AuditUnavailable otherwise."""
 
     def submit(self, event: AuditEvent) -> None:
         """Queue the event's record without waiting (a 503's record, a probe's)."""
@@ -119,7 +135,7 @@ class AuditSink(Protocol):
 class NullAuditSink:
     """Discards events. Only for tests and the benchmark's baseline; never configurable."""
 
-    def commit(self, event: AuditEvent) -> None:
+    def commit(self, event: AuditEvent) -> Placement | None:
         return None
 
     def submit(self, event: AuditEvent) -> None:
@@ -148,6 +164,7 @@ class _Pending:
     attempts: int = 0  # sends so far of a record nobody waits for
     state: _State = _State.QUEUED
     done: threading.Event = field(default_factory=threading.Event)
+    placement: Placement | None = None
 
 
 class GroupCommitWriter:
@@ -166,6 +183,8 @@ class GroupCommitWriter:
         max_waiters_per_batch: int = 4,
         backlog_limit: int = 10_000,
         tick_seconds: float = 1.0,
+        grow_tree: bool = True,
+        log_origin: str | None = None,
     ) -> None:
         self._engine = engine
         self._signer = signer
@@ -177,6 +196,15 @@ class GroupCommitWriter:
         self._max_waiters = max(1, max_waiters_per_batch)
         self._backlog_limit = backlog_limit
         self._tick_seconds = tick_seconds
+        self._grow_tree = grow_tree
+        self._log_origin = log_origin
+        # The tree thread grows the Merkle tree and signs a head after each checkpoint, so the
+        # writer never waits for it: `_tree_asked` is the newest checkpoint seq it was asked to
+        # cover; a failure hands the request back (retried after RETRY_SECONDS).
+        self._tree_thread: threading.Thread | None = None
+        self._tree_wanted = threading.Event()
+        self._tree_asked = 0
+        self._tree_stopping = False
         self._lock = threading.Condition()
         self._queue: deque[_Pending] = deque()
         self._thread: threading.Thread | None = None
@@ -194,8 +222,9 @@ class GroupCommitWriter:
 
     # --- request threads ------------------------------------------------------------------
 
-    def commit(self, event: AuditEvent) -> None:
-        """Commit the event's record before returning, or raise AuditUnavailable."""
+    def commit(self, event: AuditEvent) -> Placement | None:
+        """Commit the event's record before returning (with its seq and hash), or raise
+        AuditUnavailable."""
         self._ensure_thread()
         if not self.available():
             self._count_failure()
@@ -223,6 +252,7 @@ class GroupCommitWriter:
         if pending.state is not _State.COMMITTED:
             self._count_failure()
             raise AuditUnavailable("the audit record was not committed")
+        return pending.placement
 
     def submit(self, event: AuditEvent) -> None:
         """Queue the event without waiting; kept and retried while the store is down."""
@@ -238,7 +268,8 @@ class GroupCommitWriter:
             return self._available_locked()
 
     def close(self) -> None:
-        """Commit what is queued, sign a final checkpoint, and stop the writer thread."""
+        """Commit what is queued, sign a final checkpoint and its tree head, and stop the writer
+        and tree threads."""
         thread = self._thread
         if thread is not None and self._pid == os.getpid():
             with self._lock:
@@ -246,6 +277,7 @@ class GroupCommitWriter:
                 self._stop_by = time.monotonic() + self.wait_seconds
                 self._lock.notify()
             thread.join(timeout=self.wait_seconds + 5)
+            self._stop_tree_thread()
             if not thread.is_alive():
                 self._final_checkpoint()
             self._drop_connection()
@@ -275,6 +307,15 @@ class GroupCommitWriter:
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
+            self._tree_wanted = threading.Event()
+            self._tree_asked = 0
+            self._tree_stopping = False
+            self._tree_thread = None
+            if self._grow_tree:
+                self._tree_thread = threading.Thread(
+                    target=self._run_tree, name="audit-tree", daemon=True
+                )
+                self._tree_thread.start()
 
     def _run(self) -> None:
         while True:
@@ -331,7 +372,7 @@ class GroupCommitWriter:
         try:
             try:
                 with self._metrics.write_seconds.time():
-                    self._head_hint = append_and_commit(
+                    appended = append_and_commit(
                         self._connection(),
                         [pending.event for pending in batch],
                         signer=self._signer,
@@ -339,6 +380,9 @@ class GroupCommitWriter:
                         head_hint=self._head_hint,
                         deadline=self._deadline(batch),
                     )
+                self._head_hint = appended.head
+                for pending, placement in zip(batch, appended.placements, strict=True):
+                    pending.placement = placement
             except IntegrityError:
                 # An event id is taken: a record that was in doubt committed after all. Nothing
                 # of this batch committed; drop the duplicates and send the rest again.
@@ -377,6 +421,52 @@ class GroupCommitWriter:
         finally:
             with self._lock:
                 self._in_flight_since = None
+        if self._head_hint is not None:
+            self._ask_for_tree_head(self._head_hint.checkpoint_seq)
+
+    # --- the tree thread ------------------------------------------------------------------
+
+    def _ask_for_tree_head(self, checkpoint_seq: int) -> None:
+        """A new checkpoint gets its tree head, signed by the tree thread (never waited for)."""
+        if self._tree_thread is None or checkpoint_seq <= self._tree_asked:
+            return
+        self._tree_asked = checkpoint_seq
+        self._tree_wanted.set()
+
+    def _run_tree(self) -> None:
+        while True:
+            self._tree_wanted.wait()
+            if self._tree_stopping:
+                return
+            self._tree_wanted.clear()
+            asked = self._tree_asked
+            if not self._sign_tree_head():
+                self._tree_asked = min(self._tree_asked, asked - 1)  # ask again, later
+                time.sleep(RETRY_SECONDS)
+
+    def _stop_tree_thread(self) -> None:
+        thread = self._tree_thread
+        if thread is None:
+            return
+        self._tree_stopping = True
+        self._tree_wanted.set()
+        thread.join(timeout=self.wait_seconds + 5)
+        self._tree_thread = None
+
+    def _sign_tree_head(self) -> bool:
+        """Grow the Merkle tree to the chain's head and sign a tree head (in a transaction of
+        its own, on the tree's lock, not the chain's); False when it failed (the tree catches
+        up at the next attempt)."""
+        if not self._grow_tree:
+            return True
+        try:
+            with self._metrics.tree_seconds.time(), self._engine.begin() as connection:
+                grow_and_sign(connection, self._signer, origin=self._log_origin)
+        except Exception as exc:
+            self._metrics.tree_failures.inc()
+            log.warning("audit tree head not signed: %s", type(exc).__name__)
+            return False
+        return True
 
     def _deadline(self, batch: list[_Pending]) -> datetime | None:
         # The earliest moment a waiter stops waiting, in the database's terms (wall clock).
@@ -483,11 +573,17 @@ class GroupCommitWriter:
             if self._engine.dialect.name == "postgresql":
                 with self._engine.begin() as connection:
                     checkpoint_locked_if_due(connection, signer=self._signer, policy=self._policy)
+                    head = read_head(connection)
             else:
-                checkpoint_now_if_due(self._connection(), signer=self._signer, policy=self._policy)
+                connection = self._connection()
+                checkpoint_now_if_due(connection, signer=self._signer, policy=self._policy)
+                with connection.begin():
+                    head = read_head(connection)
         except Exception as exc:  # retried at the next tick
             log.warning("audit checkpoint tick failed: %s", type(exc).__name__)
             self._drop_connection()
+            return
+        self._ask_for_tree_head(head.checkpoint_seq)
 
     def _final_checkpoint(self) -> None:
         try:
@@ -495,8 +591,12 @@ class GroupCommitWriter:
                 checkpoint_locked_if_due(
                     connection, signer=self._signer, policy=CheckpointPolicy(1, 0.0)
                 )
+                head = read_head(connection)
         except Exception as exc:
             log.warning("final audit checkpoint failed: %s", type(exc).__name__)
+            return
+        if head.checkpoint_seq > 0:
+            self._sign_tree_head()
 
     def _trim_backlog(self) -> None:
         while len(self._queue) > self._backlog_limit:

@@ -9,7 +9,7 @@ from ratelimit.policy import KeyLimits
 PARTNER = "partner"
 ADMIN = "admin"
 COMPLIANCE = "compliance"
-PARTNER_SCOPES = frozenset({"predict", "model:read"})
+PARTNER_SCOPES = frozenset({"predict", "model:read", "receipts:read"})
 ADMIN_SCOPES = frozenset({"admin"})
 COMPLIANCE_SCOPES = frozenset({"audit:read"})
 # What each role may be granted; a credential holds these or fewer. API keys are partner

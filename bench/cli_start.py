@@ -8,11 +8,16 @@ directory; the CPU it used (user + sys, from os.wait4's rusage) is reported as a
     .venv/bin/python -m bench.cli_start --tree before=/tmp/cli-before --tree after=.
 
 Every tree runs on this interpreter (its PYTHONPATH set to the tree), so only the code differs.
+The runs of a command alternate between the trees, so a change in the machine's load meets
+them all alike. One untimed run of each command first writes its bytecode, as installing a
+package does: a tree fresh from `git archive`, or PYTHONDONTWRITEBYTECODE, would otherwise
+time compiling the sources.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -53,6 +58,7 @@ def run_once(tree: Path, data_dir: Path, args: tuple[str, ...]) -> tuple[float, 
         "PREDGATE_INSTANCE_ID": "bench",
     }
     env.pop("PREDGATE_DATABASE_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, *args],
         cwd=data_dir,
@@ -65,25 +71,33 @@ def run_once(tree: Path, data_dir: Path, args: tuple[str, ...]) -> tuple[float, 
     return usage.ru_utime + usage.ru_stime, process.returncode
 
 
-def measure(name: str, tree: Path, runs: int) -> list[Timing]:
-    """Time every command in `tree` on a fresh, migrated instance."""
-    with tempfile.TemporaryDirectory(prefix=f"predgate-cli-{name}-") as tmp:
-        data_dir = Path(tmp)
-        _, status = run_once(tree, data_dir, ("db", "upgrade"))
-        if status != 0:
-            raise SystemExit(f"{name}: `predgate db upgrade` failed in {tree}")
-        timings = []
+def measure(trees: list[tuple[str, Path]], runs: int) -> list[Timing]:
+    """Time every command in every tree, each tree on its own fresh, migrated instance."""
+    with contextlib.ExitStack() as stack:
+        instances = []
+        for name, tree in trees:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"predgate-cli-{name}-"))
+            _, status = run_once(tree, Path(tmp), ("db", "upgrade"))
+            if status != 0:
+                raise SystemExit(f"{name}: `predgate db upgrade` failed in {tree}")
+            instances.append((name, tree, Path(tmp)))
+        samples: dict[tuple[str, tuple[str, ...]], list[tuple[float, int]]] = {}
         for args in COMMANDS:
-            samples = [run_once(tree, data_dir, args) for _ in range(runs)]
-            timings.append(
-                Timing(
-                    tree=name,
-                    command="predgate " + " ".join(args),
-                    median_cpu=statistics.median(cpu for cpu, _ in samples),
-                    exit_codes=frozenset(code for _, code in samples),
-                )
-            )
-        return timings
+            for _, tree, data_dir in instances:
+                run_once(tree, data_dir, args)  # writes the bytecode; not timed
+            for _ in range(runs):
+                for name, tree, data_dir in instances:
+                    samples.setdefault((name, args), []).append(run_once(tree, data_dir, args))
+    return [
+        Timing(
+            tree=name,
+            command="predgate " + " ".join(args),
+            median_cpu=statistics.median(cpu for cpu, _ in samples[name, args]),
+            exit_codes=frozenset(code for _, code in samples[name, args]),
+        )
+        for name, _ in trees
+        for args in COMMANDS
+    ]
 
 
 def report(timings: list[Timing]) -> None:
@@ -105,12 +119,9 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=7, help="runs per command (default 7)")
     options = parser.parse_args()
-    trees = options.tree or [f"current={Path(__file__).resolve().parents[1]}"]
-    timings: list[Timing] = []
-    for spec in trees:
-        name, _, path = spec.partition("=")
-        timings += measure(name, Path(path).resolve(), options.runs)
-    report(timings)
+    specs = options.tree or [f"current={Path(__file__).resolve().parents[1]}"]
+    trees = [(name, Path(path).resolve()) for name, _, path in (s.partition("=") for s in specs)]
+    report(measure(trees, options.runs))
 
 
 if __name__ == "__main__":

@@ -303,7 +303,9 @@ def _run_rounds(
                         # A fresh server's start-up hiccups belong to the warm-up: counted
                         # and reported, not fatal (the measured run allows no failure).
                         warm = run_wrk(url, authorization, WARM_SECONDS, strict=False)
-                        measured = _measure(server, target, authorization, args, number, sampled)
+                        measured = measure_load(
+                            server, target, authorization, args, number, sampled
+                        )
                     except Exception:
                         _log(f"{name} failed; its server's log ends:\n{server.log_tail()}")
                         raise
@@ -318,7 +320,7 @@ def _run_rounds(
     return measurements, seen
 
 
-def _measure(
+def measure_load(
     server: Server,
     target: Target,
     authorization: str,

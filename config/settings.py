@@ -32,6 +32,9 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 REDIS_TIMEOUT_SECONDS = 1.0
 # Loopback: a Prometheus (or sidecar) on the gateway's own host.
 METRICS_ALLOW_DEFAULT = ("127.0.0.0/8", "::1/128")
+# Built-in rate-limit policies, in the canonical spelling a parsed policy takes (a test checks).
+DEFAULT_RATE_LIMIT = "600/minute;100000/day"
+UNAUTHENTICATED_RATE_LIMIT = "30/minute"
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -62,6 +65,11 @@ class Settings:
     audit_checkpoint_seconds: int = 60
     audit_wait_seconds: float = 5.0
     audit_health_checks: bool = False
+    # Partner receipts: the Merkle tree over the records, signed tree heads, the Audit-Record
+    # header and /v1/receipts, /v1/log/*. `log_origin` names the log in its checkpoints when
+    # the tree begins (empty: predgate/audit/<key id>); it is stored then and kept.
+    receipts_enabled: bool = True
+    log_origin: str = ""
     trusted_proxies: tuple[str, ...] = ()
     # How many proxies in front of the gateway append to X-Forwarded-For (nginx alone: 1).
     trusted_proxy_hops: int = 1
@@ -70,8 +78,8 @@ class Settings:
     metrics_allow: tuple[str, ...] = METRICS_ALLOW_DEFAULT
     # Rate limits: policies such as "100/minute;5000/day", where counters live, how to count,
     # and what a request meets when the counter store is unreachable.
-    default_rate_limit: str = "600/minute;100000/day"
-    unauthenticated_rate_limit: str = "30/minute"
+    default_rate_limit: str = DEFAULT_RATE_LIMIT
+    unauthenticated_rate_limit: str = UNAUTHENTICATED_RATE_LIMIT
     redis_url: str | None = field(default=None, repr=False)  # may carry a password
     ratelimit_strategy: str = "moving-window"
     ratelimit_on_store_failure: str = "closed"
@@ -155,11 +163,15 @@ class Settings:
             ),
             audit_wait_seconds=reader.integer("AUDIT_WAIT_SECONDS", 5, minimum=1, maximum=60),
             audit_health_checks=reader.boolean("AUDIT_HEALTH_CHECKS", False),
+            receipts_enabled=reader.boolean("RECEIPTS", True),
+            log_origin=_log_origin(reader.text("LOG_ORIGIN", "")),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
             trusted_proxy_hops=reader.integer("TRUSTED_PROXY_HOPS", 1, minimum=1, maximum=5),
             metrics_allow=reader.networks("METRICS_ALLOW") or METRICS_ALLOW_DEFAULT,
-            default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", "600/minute;100000/day"),
-            unauthenticated_rate_limit=reader.policy("UNAUTHENTICATED_RATE_LIMIT", "30/minute"),
+            default_rate_limit=reader.policy("DEFAULT_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            unauthenticated_rate_limit=reader.policy(
+                "UNAUTHENTICATED_RATE_LIMIT", UNAUTHENTICATED_RATE_LIMIT
+            ),
             redis_url=_redis_url(reader.text("REDIS_URL", "")),
             ratelimit_strategy=reader.choice(
                 "RATELIMIT_STRATEGY", "moving-window", RATELIMIT_STRATEGIES
@@ -256,8 +268,12 @@ class _Reader:
         return value
 
     def policy(self, name: str, default: str) -> str:
+        value = self.text(name, default) or default
+        if value == default:
+            # Valid and canonical already; parsing it would load `limits` in every command.
+            return value
         try:
-            return normalize_policy(self.text(name, default) or default)
+            return normalize_policy(value)
         except InvalidPolicy as exc:
             raise SettingsError(f"{PREFIX}{name}: {exc}") from None
 
@@ -296,3 +312,10 @@ class _Reader:
         if maximum is not None and value > maximum:
             raise SettingsError(f"{PREFIX}{name} must be at most {maximum}")
         return value
+
+
+def _log_origin(value: str) -> str:
+    """A checkpoint's origin line is also its signature's key name: no spaces, no '+'."""
+    if value and (any(c.isspace() for c in value) or "+" in value or not value.isprintable()):
+        raise SettingsError(f"{PREFIX}LOG_ORIGIN must not contain spaces or '+'")
+    return value

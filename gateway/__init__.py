@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
         metrics,
         oauth,
         predictions,
+        receipts,
     )
     from gateway.api.oauth_server import init_oauth_server
     from gateway.errors import init_errors
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, audit_sink: AuditSink | None
         admin_models.bp,
         compliance.bp,
         metrics.bp,
+        receipts.bp,
     )
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)

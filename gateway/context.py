@@ -16,6 +16,7 @@ from flask import g
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from audit.chain import Placement
 from audit.draft import AuditDraft
 from auth.principal import Principal
 from db.changes import CHANGED_CACHED
@@ -70,6 +71,7 @@ class RequestContext:
     rate: RateLimitState | None = None
     # Set when an administrative act committed this request's record with its change.
     recorded_status: int | None = None
+    recorded_placement: Placement | None = None  # where an act's own record went
     _session: Session | None = None
 
     def __post_init__(self) -> None:

@@ -50,6 +50,8 @@ spec = SpecTree(
                         "scopes": {
                             "predict": "predict with the tenant's model",
                             "model:read": "read the tenant's model description",
+                            "receipts:read": "receipts of the tenant's requests and the "
+                            "transparency log's signed heads and proofs",
                             "admin": "the admin API",
                             "audit:read": "the compliance API",
                         },

@@ -149,6 +149,8 @@ def build_runtime(settings: Settings, *, audit_sink: AuditSink | None = None) ->
             audit_config.policy,
             wait_seconds=settings.audit_wait_seconds,
             max_waiters_per_batch=max(1, settings.server_threads // 2),
+            grow_tree=settings.receipts_enabled,
+            log_origin=settings.log_origin or None,
         ),
         housekeeping=Housekeeping(watcher, key_use, sessions),
     )

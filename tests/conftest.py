@@ -113,7 +113,7 @@ def database_url(database: Database, tmp_path: Path) -> Iterator[str]:
     tables = ", ".join(
         f'"{t.name}"'
         for t in reversed(Base.metadata.sorted_tables)
-        if t.name not in ("audit_head", "change_generation")
+        if t.name not in ("audit_head", "audit_tree", "change_generation")
     )
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -125,6 +125,7 @@ def database_url(database: Database, tmp_path: Path) -> Iterator[str]:
             ),
             {"genesis": "0" * 64},
         )
+        connection.execute(text("UPDATE audit_tree SET size = 0, first_seq = NULL, origin = NULL"))
     engine.dispose()
 
 

@@ -1,17 +1,22 @@
 """`predgate serve` as a test starts it: on a free loopback port, with a test's settings in its
-environment, answering /healthz before the test goes on."""
+environment, answering /healthz before the test goes on; and the `predgate` commands that set
+up what it serves, run in the test's own process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
 import urllib3
+from click.testing import CliRunner, Result
 
 from config import Settings
+from gateway.cli import cli
 from tests.ratelimit_support import free_port
 
 PREDGATE = str(Path(sys.executable).with_name("predgate"))
@@ -22,6 +27,18 @@ LOG_TAIL_LINES = 40
 # Anything a probe of a server still starting may raise: refused or reset connections, reads
 # that time out (ReadTimeout, or urllib3's error while the body is read), a socket error.
 NOT_READY_YET = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def run_predgate(env: Mapping[str, str], *args: str) -> Result:
+    """`predgate ARGS...` in this process, with exactly the PREDGATE_* variables of `env` (none
+    inherited). The executable would first spend seconds importing the CLI and scikit-learn,
+    which this process has imported already: `demo` takes about a second here, several as a
+    process of its own."""
+    variables: dict[str, str | None] = dict.fromkeys(
+        (name for name in os.environ if name.startswith("PREDGATE_")), None
+    )
+    variables.update((name, value) for name, value in env.items() if name.startswith("PREDGATE_"))
+    return CliRunner().invoke(cli, list(args), env=variables, catch_exceptions=False)
 
 
 def start_serving(

@@ -43,10 +43,11 @@ def admin_act(ctx: RequestContext, **details: Any) -> Iterator[AdminAct]:
         yield act
         _describe(ctx, act)
         # No response digest: the response may hold a secret shown once.
-        record_event(
+        placement = record_event(
             act.session, ctx.runtime.audit_config, request_event(ctx, None, status=act.status)
         )
         _commit(ctx, act.session)
+        ctx.recorded_placement = placement
     except BaseException as refused:
         with contextlib.suppress(Exception):
             act.session.rollback()

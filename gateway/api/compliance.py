@@ -236,7 +236,8 @@ def _export_lines(
     "audit.verify", scope="audit:read", query=TimeRange, responses=SpecResponse(**ERRORS), tags=TAGS
 )
 def verify(ctx: RequestContext, query: TimeRange) -> ResponseReturnValue:
-    """Recompute the chain and checkpoints (all, or a time range); the report says what failed."""
+    """Recompute the chain, checkpoints and signed tree heads (all, or a time range); the
+    report says what failed."""
     with _refused_as_invalid():
         check_time_range(query.since, query.until)
     report = verify_database(

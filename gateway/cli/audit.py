@@ -16,8 +16,6 @@ import click
 
 from audit.chain import lock_head, write_checkpoint
 from audit.events import EVENT_TYPES, OUTCOMES
-from audit.export import ExportError, iter_csv, iter_jsonl, verify_export, write_export
-from audit.prune import PruneRefused, prune_records
 from audit.query import (
     NEWEST,
     OLDEST,
@@ -30,7 +28,6 @@ from audit.query import (
 )
 from audit.recorder import verify_database
 from audit.signing import key_id_of, load_public_key
-from audit.verify import VerificationReport
 from auth.tenants import get_tenant, list_tenants
 from gateway.cli.context import (
     AuditReadError,
@@ -43,9 +40,13 @@ from gateway.cli.context import (
 from gateway.cli.progress import progress_bar
 from gateway.presenters import audit_records_json
 
+# Exports, pruning and verification load `cryptography`: they are imported by the commands
+# that use them, so that `audit query` does not pay for it (bench/cli_start.py).
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from sqlalchemy.orm import Session
+
+    from audit.verify import VerificationReport
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -240,6 +241,8 @@ def audit_export(
     cli: CliContext, since: datetime, until: datetime, fmt: str, out: Path, force: bool
 ) -> None:
     """Export a time range; JSONL carries the checkpoints to verify it offline."""
+    from audit.export import ExportError, iter_csv, iter_jsonl, write_export
+
     _check_range(since, until)
     _check_out(out, force=force)
     with cli.act(
@@ -303,7 +306,9 @@ def audit_verify(
     public_key_files: tuple[Path, ...],
     as_json: bool,
 ) -> None:
-    """Recompute the chain and checkpoints; exit non-zero on any failure."""
+    """Recompute the chain, checkpoints and signed tree heads; exit non-zero on any failure."""
+    from audit.export import ExportError, verify_export
+
     _check_range(since, until)
     if public_key_files:
         keys = {}
@@ -384,6 +389,9 @@ def _print_report(report: VerificationReport, as_json: bool) -> None:
 @handle_errors
 def audit_prune(cli: CliContext, before: datetime, export_file: Path) -> None:
     """Remove records older than --before that a verified export covers."""
+    from audit.export import ExportError
+    from audit.prune import PruneRefused, prune_records
+
     try:
         content = export_file.read_bytes()
     except OSError as exc:
@@ -399,6 +407,7 @@ def audit_prune(cli: CliContext, before: datetime, export_file: Path) -> None:
                     export_path=export_file,
                     public_keys=cli.audit_config.public_keys(),
                     progress=update,
+                    origin=cli.settings.log_origin or None,
                 )
         except (PruneRefused, ExportError) as exc:
             raise AuditReadError("prune_refused", str(exc)) from None

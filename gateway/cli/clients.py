@@ -1,10 +1,14 @@
-"""`predgate clients`: OAuth2 clients (client credentials) for partners, admins and compliance."""
+"""`predgate clients`: OAuth2 clients (client credentials) for partners, admins and compliance.
+
+The JSON presenters are imported where JSON is printed: they load every resource's tables, and
+`clients list` needs only the clients' (bench/cli_start.py)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from audit.acts import OperatorAct
 from auth.clients import (
     IssuedClient,
     OAuthClient,
@@ -18,7 +22,9 @@ from auth.tenants import get_tenant
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.cli.paging import echo_next_cursor, page_options
 from gateway.pages import cut_page
-from gateway.presenters import client_json, issued_client_json
+
+if TYPE_CHECKING:
+    from audit.acts import OperatorAct
 
 
 @click.group()
@@ -28,6 +34,8 @@ def clients() -> None:
 
 def _echo_issued(issued: IssuedClient, as_json: bool) -> None:
     if as_json:
+        from gateway.presenters import issued_client_json
+
         echo_json(issued_client_json(issued.client, issued.client_secret))
         return
     click.echo(f"client id:     {issued.client.client_id}  (role {issued.client.role})")
@@ -85,6 +93,8 @@ def clients_list(cli: CliContext, as_json: bool, limit: int, after: str | None) 
     found = page.items
     echo_next_cursor(page, "clients list")
     if as_json:
+        from gateway.presenters import client_json
+
         echo_json([client_json(c) for c in found])
         return
     echo_table(

@@ -1,4 +1,7 @@
-"""`predgate keys`: issue, list, revoke and rotate API keys; set and read their rate limits."""
+"""`predgate keys`: issue, list, revoke and rotate API keys; set and read their rate limits.
+
+What only some subcommands use (usage counts, JSON presenters) is imported by them: `keys list`
+need not load the audit and client tables (bench/cli_start.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import contextlib
 
 import click
 
-from audit.usage import key_daily_usage
 from auth.api_keys import (
     IssuedKey,
     get_key,
@@ -20,13 +22,11 @@ from auth.api_keys import (
 from auth.durations import parse_duration
 from auth.errors import KeyNotFound
 from auth.tenants import get_tenant
-from auth.usage import key_usage
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
 from gateway.cli.paging import echo_next_cursor, page_options
 from gateway.cli.usage import cli_windows, days_option, echo_usage
 from gateway.pages import cut_page
-from gateway.presenters import issued_key_json, key_json
 from ratelimit.policy import POLICY_EXAMPLE
 
 
@@ -42,6 +42,8 @@ def policy_argument(policy: str) -> str | None:
 
 def _echo_issued(issued: IssuedKey, as_json: bool) -> None:
     if as_json:
+        from gateway.presenters import issued_key_json
+
         echo_json(issued_key_json(issued.key, issued.api_key))
         return
     click.echo(f"key id:  {issued.key.key_id}  (tenant {issued.key.tenant_name})")
@@ -103,6 +105,8 @@ def keys_list(
     found = page.items
     echo_next_cursor(page, "keys list")
     if as_json:
+        from gateway.presenters import key_json
+
         echo_json([key_json(k) for k in found])
         return
     now = utcnow()
@@ -198,6 +202,9 @@ def keys_set_limit(cli: CliContext, key_id: str, policy: str) -> None:
 def keys_usage(cli: CliContext, key_id: str, days: int, as_json: bool) -> None:
     """Show KEY_ID's rate-limit windows (key and tenant; from Redis only: without it the
     counters live in the gateway's memory) and its requests per day and status."""
+    from audit.usage import key_daily_usage
+    from auth.usage import key_usage
+
     default = cli.settings.default_rate_limit
     with cli.act("key.usage", key_id=key_id) as act:
         key = get_key(act.session, key_id)

@@ -1,9 +1,12 @@
-"""`predgate models`: register, train, list and show model versions."""
+"""`predgate models`: register, train, list and show model versions.
+
+The JSON presenters are imported where JSON is printed: they load every resource's tables, and
+`models list` needs only the registry's (bench/cli_start.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,9 +20,10 @@ from gateway.cli.context import (
 )
 from gateway.cli.paging import echo_next_cursor, page_options
 from gateway.pages import cut_page, model_position
-from gateway.presenters import model_json
-from models.features import FeatureSpec
 from models.registry import ModelVersion, get_model, list_models, parse_model_ref, register_model
+
+if TYPE_CHECKING:
+    from models.features import FeatureSpec
 
 
 @click.group()
@@ -86,6 +90,8 @@ def models_register(
         )
         act.details.update(_registration_details(meta))
     if as_json:
+        from gateway.presenters import model_json
+
         echo_json(model_json(meta))
     else:
         _echo_registered(meta)
@@ -105,6 +111,8 @@ def models_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -
     versions = page.items
     echo_next_cursor(page, "models list")
     if as_json:
+        from gateway.presenters import model_json
+
         echo_json([model_json(m) for m in versions])
         return
     echo_table(
@@ -122,6 +130,8 @@ def models_list(cli: CliContext, as_json: bool, limit: int, after: str | None) -
 @handle_errors
 def models_show(cli: CliContext, ref: str) -> None:
     """Show REF, that is NAME (its latest version) or NAME@VERSION, as JSON."""
+    from gateway.presenters import model_json
+
     name, version = parse_model_ref(ref)
     with cli.session() as session:
         echo_json(model_json(get_model(session, name, version)))
@@ -187,6 +197,8 @@ def models_train(
         )
         act.details.update(_registration_details(result.model_version))
     if as_json:
+        from gateway.presenters import model_json
+
         echo_json({**model_json(result.model_version), "rows_used": result.rows_used})
         return
     _echo_registered(result.model_version)

@@ -1,10 +1,12 @@
-"""`predgate tenants`: create, list, assign, suspend, resume, set-limit, usage."""
+"""`predgate tenants`: create, list, assign, suspend, resume, set-limit, usage.
+
+What only some subcommands use (usage counts, JSON presenters, the key commands) is imported
+by them: `tenants list` need not load the audit tables (bench/cli_start.py)."""
 
 from __future__ import annotations
 
 import click
 
-from audit.usage import tenant_daily_usage
 from auth.tenants import (
     assign_model,
     create_tenant,
@@ -14,14 +16,11 @@ from auth.tenants import (
     set_tenant_limit,
     set_tenant_status,
 )
-from auth.usage import tenant_usage
 from db.base import utcnow
 from gateway.cli.context import CliContext, echo_json, echo_table, handle_errors, pass_cli
-from gateway.cli.keys import policy_argument
 from gateway.cli.paging import echo_next_cursor, page_options
 from gateway.cli.usage import cli_windows, days_option, echo_usage
 from gateway.pages import cut_page
-from gateway.presenters import tenant_json
 
 
 @click.group()
@@ -40,6 +39,8 @@ def tenants_create(cli: CliContext, name: str, as_json: bool) -> None:
         tenant = create_tenant(act.session, name=name)
         act.tenant_id = tenant.id
     if as_json:
+        from gateway.presenters import tenant_json
+
         echo_json(tenant_json(tenant))
     else:
         click.echo(f"created tenant {tenant.name}")
@@ -58,6 +59,8 @@ def tenants_list(cli: CliContext, as_json: bool, limit: int, after: str | None) 
     rows = page.items
     echo_next_cursor(page, "tenants list")
     if as_json:
+        from gateway.presenters import tenant_json
+
         echo_json([tenant_json(t) for t in rows])
         return
     echo_table(
@@ -75,6 +78,9 @@ def tenants_list(cli: CliContext, as_json: bool, limit: int, after: str | None) 
 def tenants_usage(cli: CliContext, tenant: str, days: int, as_json: bool) -> None:
     """Show TENANT's aggregate rate-limit windows (from Redis only: without it the counters
     live in the gateway's memory) and its requests per day and status, in total and per key."""
+    from audit.usage import tenant_daily_usage
+    from auth.usage import tenant_usage
+
     default = cli.settings.default_rate_limit
     with cli.act("tenant.usage", tenant=tenant) as act:
         found = get_tenant(act.session, tenant)
@@ -150,6 +156,8 @@ def tenants_set_limit(cli: CliContext, tenant: str, policy: str) -> None:
     It caps all the tenant's keys together and is the policy of each key without its own;
     the next request applies it.
     """
+    from gateway.cli.keys import policy_argument  # the key commands' modules: only here
+
     with cli.act("tenant.set_limit", tenant=tenant, rate_limit=policy) as act:
         updated = set_tenant_limit(act.session, tenant, policy=policy_argument(policy))
         act.tenant_id = updated.id

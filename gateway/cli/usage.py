@@ -10,15 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from audit.usage import MAX_DAYS, DailyUsage, TrafficCounts
-from auth.usage import read_windows, windows_unavailable
-from config import Settings
 from gateway.cli.context import echo_json, echo_table
-from gateway.presenters import usage_json
-from ratelimit.usage import WindowUsage
 
+# The `tenants` and `keys` groups build `--days` with all their subcommands, `list` included,
+# so what only `usage` reads (audit counts, windows, presenters) is imported when it runs.
 if TYPE_CHECKING:
+    from audit.usage import DailyUsage, TrafficCounts
+    from config import Settings
     from ratelimit.counters import Counters
+    from ratelimit.usage import WindowUsage
+
+# audit.usage.MAX_DAYS (a test checks), named here without loading the audit tables.
+MAX_DAYS = 90
 
 days_option = click.option(
     "--days",
@@ -33,6 +36,8 @@ def cli_windows(
     settings: Settings, read: Callable[[Counters], list[WindowUsage]]
 ) -> tuple[list[WindowUsage] | None, dict[str, str] | None]:
     """The windows from the shared store, or why there are none to read from here."""
+    from auth.usage import read_windows, windows_unavailable
+
     if not settings.rate_limits_enabled:
         return None, windows_unavailable("rate_limits_disabled")
     if settings.redis_url is None:
@@ -60,6 +65,8 @@ def echo_usage(
     the store was configured but did not answer."""
     now = time.time()
     if as_json:
+        from gateway.presenters import usage_json
+
         echo_json(usage_json(subject, windows, now=now, unavailable=unavailable, traffic=traffic))
     else:
         _echo_windows(windows, unavailable, now)

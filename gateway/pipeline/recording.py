@@ -10,6 +10,7 @@ import os
 
 from flask import Response, request
 
+from audit.chain import Placement
 from audit.digests import body_digest, tenant_digest_key
 from audit.draft import HttpExchange
 from audit.events import AuditEvent
@@ -20,13 +21,16 @@ from gateway.pipeline.bodies import body_already_read
 from gateway.pipeline.client_address import client_address
 
 log = logging.getLogger("predgate.audit")
+AUDIT_RECORD_HEADER = "Audit-Record"
 
 
 def record_response(ctx: RequestContext, response: Response) -> Response:
     """Commit this request's record, then return the response to send (503 if it failed)."""
     runtime = ctx.runtime
     if ctx.recorded_status is not None:
-        return response  # an administrative act committed it in the transaction of its change
+        # An administrative act committed it in the transaction of its change.
+        _name_record(ctx, response, ctx.recorded_placement)
+        return response
     probe = ctx.endpoint is not None and ctx.endpoint.probe
     if probe:
         # Liveness must not depend on the database: probe records are queued, never waited on.
@@ -37,13 +41,21 @@ def record_response(ctx: RequestContext, response: Response) -> Response:
             runtime.audit_sink.submit(request_event(ctx, response))
         return response
     try:
-        runtime.audit_sink.commit(request_event(ctx, response))
+        placement = runtime.audit_sink.commit(request_event(ctx, response))
     except AuditUnavailable:
         log.error("request %s not answered: its audit record was not committed", ctx.request_id)
         refused = problem_response(503, *AUDIT_UNAVAILABLE)
         runtime.audit_sink.submit(request_event(ctx, refused))
         return refused
+    _name_record(ctx, response, placement)
     return response
+
+
+def _name_record(ctx: RequestContext, response: Response, placement: Placement | None) -> None:
+    # Names the record (a header, outside the body the record digests): a partner's handle
+    # for GET /v1/receipts/{request_id} and for disputes.
+    if placement is not None and ctx.runtime.settings.receipts_enabled:
+        response.headers[AUDIT_RECORD_HEADER] = f'seq={placement.seq}, hash="{placement.hash}"'
 
 
 def request_event(

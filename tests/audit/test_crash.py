@@ -1,5 +1,5 @@
 """Crash safety: serving workers SIGKILLed repeatedly under load lose no record of a response
-that reached its client, and the chain still verifies. Bounded: ~12 s of load per database."""
+that reached its client, and the chain still verifies. Bounded: ~9 s of load per database."""
 
 from __future__ import annotations
 
@@ -22,15 +22,22 @@ from config import Settings
 from db.engine import create_db_engine, make_session_factory
 from tests.conftest import HOUSE
 from tests.ratelimit_support import unique_key_prefix
-from tests.serving_support import wait_until_serving
+from tests.serving_support import run_predgate, wait_until_serving
 
 PREDGATE = str(Path(sys.executable).with_name("predgate"))
-LOAD_SECONDS = 12.0
+KILLS = 3
+# Each replacement has started before the next kill: one worker is replaced at a time.
 KILL_EVERY = 2.0
+# Answers received before the first kill: the workers are serving, not still loading.
+ANSWERED_BEFORE_KILLS = 20
+# The load goes on this long after the last kill, so no worker is still starting when the
+# server is told to stop.
+SETTLE_SECONDS = 3.0
 # granian stops altogether when a worker it has just replaced dies again within 5.5 s (its
 # crash-loop guard): only workers older than this are killed.
 MIN_WORKER_AGE = 6.5
 CLIENTS = 4
+DEADLINE_SECONDS = 60.0  # for the first answers and the kills (a loaded machine)
 
 
 def _free_port() -> int:
@@ -61,9 +68,8 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
         # A prefix of this run, so its counters are deleted when the run ends.
         "PREDGATE_RATELIMIT_KEY_PREFIX": unique_key_prefix(),
     }
-    demo = subprocess.run(
-        [PREDGATE, "demo", "--json"], env=env, capture_output=True, text=True, check=True
-    )
+    demo = run_predgate(env, "demo", "--json")
+    assert demo.exit_code == 0, demo.output
     key = json.loads(demo.stdout)["tenants"][0]["api_key"]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -100,25 +106,34 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
                     received.append((response.headers["X-Request-ID"], response.status_code))
 
     kills = 0
+    killed: set[int] = set()  # a killed worker stays a child until the server reaps it
     try:
         wait_until_serving(base, server, log_path=log_path)
         clients = [threading.Thread(target=load) for _ in range(CLIENTS)]
+        first_seen: dict[int, float] = dict.fromkeys(_workers(server.pid), float("-inf"))
         for client in clients:
             client.start()
-        # The last kill comes a few seconds before the end, so no worker is still starting when
-        # the server is told to stop.
-        end = time.monotonic() + LOAD_SECONDS - 3
-        first_seen: dict[int, float] = dict.fromkeys(_workers(server.pid), float("-inf"))
-        while time.monotonic() < end:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while len(received) < ANSWERED_BEFORE_KILLS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Every KILL_EVERY a worker old enough is killed while the others serve: in effect the
+        # original workers, as a replacement is old enough only after MIN_WORKER_AGE.
+        while kills < KILLS and time.monotonic() < deadline:
             time.sleep(KILL_EVERY)
             now = time.monotonic()
             for pid in _workers(server.pid):
                 first_seen.setdefault(pid, now)
-            old = [p for p in _workers(server.pid) if now - first_seen[p] > MIN_WORKER_AGE]
+            old = [
+                pid
+                for pid in _workers(server.pid)
+                if pid not in killed and now - first_seen[pid] > MIN_WORKER_AGE
+            ]
             if old:
-                os.kill(random.choice(old), signal.SIGKILL)
+                victim = random.choice(old)
+                os.kill(victim, signal.SIGKILL)
+                killed.add(victim)
                 kills += 1
-        time.sleep(3)
+        time.sleep(SETTLE_SECONDS)
         stop.set()
         for client in clients:
             client.join(timeout=30)
@@ -128,7 +143,7 @@ def test_sigkilled_workers_lose_no_answered_record(settings: Settings) -> None:
         server.wait(timeout=30)
 
     print(f"kills={kills} received={len(received)} lost={lost}")
-    assert kills >= 3
+    assert kills >= KILLS
     assert len(received) > 50, (len(received), lost)
     engine = create_db_engine(settings.database_url)
     try:

@@ -39,7 +39,7 @@ def acme(session: Session) -> str:
 
 def test_partner_client_defaults_to_the_full_partner_grant(session: Session, acme: str) -> None:
     issued = create_client(session, SECRET, role="partner", tenant_name=acme, created_by="t")
-    assert issued.client.scopes == ("model:read", "predict")
+    assert issued.client.scopes == ("model:read", "predict", "receipts:read")
     assert issued.client.tenant_name == "acme"
     assert issued.client.client_id.startswith("pgc_")
     assert get_client(session, issued.client.client_id) == issued.client

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from config import Settings, SettingsError
+from config.settings import DEFAULT_RATE_LIMIT, UNAUTHENTICATED_RATE_LIMIT
 from gateway.runtime import build_runtime
 from ratelimit.counters import MemoryCounters, RedisCounters
+from ratelimit.policy import normalize_policy
 
 
 def test_defaults_count_in_memory_and_refuse_when_the_store_fails(tmp_path: Path) -> None:
@@ -23,6 +25,16 @@ def test_defaults_count_in_memory_and_refuse_when_the_store_fails(tmp_path: Path
     assert limiter is not None
     assert isinstance(limiter.store, MemoryCounters)
     assert limiter.on_store_failure == "closed"
+
+
+@pytest.mark.parametrize("policy", [DEFAULT_RATE_LIMIT, UNAUTHENTICATED_RATE_LIMIT])
+def test_the_built_in_policies_are_valid_and_canonical(tmp_path: Path, policy: str) -> None:
+    # Settings take a variable's built-in policy as it is, unparsed: parsing loads `limits`,
+    # which every command would pay for. Each parses to itself, also as the other's value.
+    assert normalize_policy(policy) == policy
+    both = {"PREDGATE_DEFAULT_RATE_LIMIT": policy, "PREDGATE_UNAUTHENTICATED_RATE_LIMIT": policy}
+    settings = Settings.from_env({"PREDGATE_DATA_DIR": str(tmp_path), **both})
+    assert settings.default_rate_limit == settings.unauthenticated_rate_limit == policy
 
 
 def test_redis_strategy_and_failure_mode_reach_the_limiter(tmp_path: Path) -> None:

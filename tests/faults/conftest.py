@@ -27,6 +27,7 @@ import requests
 
 from tests.pg_support import free_port, postgres_fixture
 from tests.ratelimit_support import RedisServer
+from tests.serving_support import run_predgate
 
 PREDGATE = str(Path(sys.executable).with_name("predgate"))
 CLIENTS = 4
@@ -86,9 +87,10 @@ class Gateway:
         )
 
     def demo(self) -> None:
-        """`predgate demo --json`: migrate, train, tenants acme and globex; keep acme's key."""
-        result = self.cli("demo", "--json")
-        assert result.returncode == 0, f"predgate demo failed:\n{result.stdout}\n{result.stderr}"
+        """`predgate demo --json`: migrate, train, tenants acme and globex; keep acme's key.
+        Run in this process: what it writes is the same, without the executable's imports."""
+        result = run_predgate(self.env, "demo", "--json")
+        assert result.exit_code == 0, f"predgate demo failed:\n{result.output}"
         tenants = {row["tenant"]: row for row in json.loads(result.stdout)["tenants"]}
         self.api_key = tenants["acme"]["api_key"]
 

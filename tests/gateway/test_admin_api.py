@@ -261,7 +261,7 @@ def test_clients(client: FlaskClient, admin, session: Session, world: World) -> 
     assert created.status_code == 201, created.json
     assert created.headers["Cache-Control"] == "no-store"
     client_id, secret = created.json["client_id"], created.json["client_secret"]
-    assert created.json["scopes"] == ["model:read", "predict"]
+    assert created.json["scopes"] == ["model:read", "predict", "receipts:read"]
     record = record_for(session, created)
     assert_admin_record(record, "client.create", 201)
     assert record["details"]["client_id"] == client_id

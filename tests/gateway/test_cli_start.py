@@ -3,6 +3,7 @@ one instance that it finds or refuses (never one it makes up in the working dire
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -14,13 +15,21 @@ import click
 import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit import usage
+from audit.signing import SIGNING_KEY_FILE, SigningKeyError, load_signer, public_pem
 from config.secrets import SECRET_FILE_NAME
 from db.migrations import MIGRATIONS_DIR, head_revision
 from gateway.cli import cli
+from gateway.cli.usage import MAX_DAYS
 
 # What a command that neither trains nor compiles must not import (bench/cli_start.py times it).
 MODEL_STACK = ("sklearn", "skl2onnx", "onnx", "onnxruntime", "pandas", "scipy", "skops")
+# Nor, to read, the rate-limit policy parser, nor the signing library unless a checkpoint is due.
+READ_SPARES = ("limits", "cryptography")
 # No instance anywhere but where the test says: these variables would point at one.
 NO_INSTANCE = {
     "PREDGATE_DATA_DIR": None,
@@ -195,24 +204,105 @@ def test_running_a_command_that_neither_trains_nor_compiles_loads_no_model_stack
 ) -> None:
     # What the command runs, not only what its module imports: a list that reached into the
     # HTTP layer for a cursor once pulled scikit-learn in at run time.
-    env = {k: v for k, v in os.environ.items() if k not in NO_INSTANCE}
-    data_dir = str(tmp_path / "instance")
+    data_dir = tmp_path / "instance"
+    _run_predgate(data_dir, "db", "upgrade")
+    assert _loaded_by(data_dir, command, MODEL_STACK) == []
+
+
+def test_a_quick_read_loads_neither_the_policy_parser_nor_the_signing_library(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "instance"
+    _run_predgate(data_dir, "db", "upgrade")
+    _run_predgate(data_dir, "audit", "query")  # its record signs the first checkpoint
+    for command in (["tenants", "list"], ["keys", "list"], ["clients", "list"], ["models", "list"]):
+        assert _loaded_by(data_dir, command, READ_SPARES) == [], command
+    # The record of the read signs nothing until a checkpoint is due again (60 s).
+    assert _loaded_by(data_dir, ["audit", "query", "--limit", "1"], READ_SPARES) == []
+
+
+def _run_predgate(data_dir: Path, *args: str) -> None:
     launch = [sys.executable, "-c", "from gateway.cli import main; main()"]
     subprocess.run(
-        [*launch, "--data-dir", data_dir, "db", "upgrade"],
-        env=env,
+        [*launch, "--data-dir", str(data_dir), *args],
+        env=_outside_env(),
         check=True,
         capture_output=True,
     )
+
+
+def _loaded_by(data_dir: Path, command: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` running `predgate COMMAND` in a fresh interpreter loaded."""
     probe = (
-        "import sys, atexit\n"
-        f"atexit.register(lambda: print([m for m in {MODEL_STACK!r} if m in sys.modules]))\n"
+        "import atexit, json, sys\n"
+        f"loaded = lambda: [m for m in {modules!r} if m in sys.modules]\n"
+        "atexit.register(lambda: print(json.dumps(loaded())))\n"
         "from gateway.cli import main\n"
-        f"sys.argv = ['predgate', '--data-dir', {data_dir!r}, *{command!r}]\n"
+        f"sys.argv = ['predgate', '--data-dir', {str(data_dir)!r}, *{command!r}]\n"
         "main()\n"
     )
-    ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
-    assert ran.stdout.strip().splitlines()[-1] == "[]", (ran.stdout, ran.stderr)
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], env=_outside_env(), capture_output=True, text=True
+    )
+    assert ran.stdout.strip(), ran.stderr  # printed at exit, also after a refusal
+    loaded: list[str] = json.loads(ran.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def _outside_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in NO_INSTANCE}
+
+
+def test_the_usage_days_bound_is_the_audit_logs() -> None:
+    # The command line names it without importing audit.usage, which loads the audit tables.
+    assert MAX_DAYS == usage.MAX_DAYS
+
+
+def test_the_signing_key_is_read_without_cryptography_as_cryptography_reads_it(
+    tmp_path: Path,
+) -> None:
+    generated = load_signer(tmp_path)  # writes the instance's key file
+    pem = (tmp_path / SIGNING_KEY_FILE).read_text()
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    assert generated.seed == load_signer(tmp_path).seed == seed
+    assert generated.public_pem() == public_pem(key.public_key())
+    lines = pem.splitlines()
+    configured = (
+        base64.b64encode(seed).decode(),
+        pem.replace("\n", "\r\n"),
+        "\n".join([lines[0], lines[1][:20], lines[1][20:], lines[2]]),
+        pem + "trailing text",  # not the layout read here: cryptography parses it
+    )
+    for text in configured:
+        assert load_signer(tmp_path / "unused", text).seed == seed
+    assert not (tmp_path / "unused").exists()  # a configured key writes no key file
+
+
+@pytest.mark.parametrize(
+    ("configured", "refusal"),
+    [
+        ("bm90IGEga2V5", "not a valid Ed25519 private key"),  # base64 of 9 bytes
+        ("not base64!", "not a valid Ed25519 private key"),
+        ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "not a valid Ed25519"),
+    ],
+)
+def test_a_configured_signing_key_that_is_no_key_is_refused(
+    tmp_path: Path, configured: str, refusal: str
+) -> None:
+    with pytest.raises(SigningKeyError, match=refusal):
+        load_signer(tmp_path, configured)
+
+
+def test_a_configured_signing_key_of_another_algorithm_is_refused(tmp_path: Path) -> None:
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(SigningKeyError, match="not an Ed25519 key"):
+        load_signer(tmp_path, pem.decode())
 
 
 def test_the_command_list_of_help_says_what_each_command_says_of_itself() -> None:

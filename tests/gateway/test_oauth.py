@@ -62,7 +62,7 @@ def test_client_credentials_issue_an_rfc9068_token(
     claims = _verify(client, settings, token)
     assert claims["sub"] == claims["client_id"] == issued.client.client_id
     assert claims["tenant"] == "acme"
-    assert claims["scope"] == "model:read predict"
+    assert claims["scope"] == "model:read predict receipts:read"
     assert claims["exp"] - claims["iat"] == settings.token_lifetime_seconds
     assert claims["jti"]
     record = record_for(session, response)

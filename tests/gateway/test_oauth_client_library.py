@@ -72,7 +72,7 @@ def test_requests_oauthlib_gets_a_token_and_predicts(served: Served) -> None:
         timeout=10,
     )
     assert token["token_type"].lower() == "bearer"
-    assert set(token["scope"]) == {"predict", "model:read"}
+    assert set(token["scope"]) == {"predict", "model:read", "receipts:read"}
     response = oauth.post(f"{served.base}/v1/predict", json=HOUSE, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["model"]["name"] == served.model

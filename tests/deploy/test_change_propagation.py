@@ -6,24 +6,25 @@ The delay of a trial is how late a request started that was still answered as be
 change (0 if none). Counted from T1, when the change's command returned, it is a lower bound on
 the real delay, as the change committed before T1; counted from the change's audit record,
 stamped in its transaction before it committed, it is an upper bound. Both must be <= 1 s.
+
+The gateways are the replicas of the package's topology (tests/deploy/conftest.py), started once
+for these trials and for the tests of nginx in front of them; the trials reach them directly.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 
+from tests.deploy.topology import Topology
 from tests.propagation.deployment import (
     KINDS,
     Deployment,
     KindReport,
-    deployment,
     explain,
     progress_printer,
     run_kind,
-    service_urls,
     table,
 )
 
@@ -36,12 +37,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def gateways(topology: Topology) -> Deployment:
     """Two gateways of two workers on an isolated schema and Redis prefix, with subjects."""
-    database_url, redis_url = service_urls()
-    with deployment(database_url, redis_url, tmp_path_factory.mktemp("propagation")) as running:
-        running.prepare(KINDS, TRIALS)
-        yield running
+    topology.deployment.prepare(KINDS, TRIALS)
+    return topology.deployment
 
 
 @pytest.mark.parametrize("kind", KINDS)
