@@ -32,13 +32,8 @@ from audit.merkle import (
 )
 from audit.receipt_verifier import note_key_id, record_leaf
 from audit.signing import CheckpointSigner
-from audit.tables import (
-    AuditHeadRow,
-    AuditRecordRow,
-    AuditTreeHeadRow,
-    AuditTreeNodeRow,
-    AuditTreeRow,
-)
+from audit.tables import AuditHeadRow, AuditRecordRow
+from audit.tree_tables import AuditTreeHeadRow, AuditTreeNodeRow, AuditTreeRow
 
 TREE_ID = 1
 # Leaves added per statement batch while growing (bounds memory on a long backlog).

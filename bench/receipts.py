@@ -63,8 +63,9 @@ from audit.receipt_verifier import verify_consistency, verify_receipt
 from audit.receipts import PARTNER_EVENTS, PARTNER_PRINCIPALS, LogIdentity, consistency, receipt
 from audit.recorder import load_audit_config
 from audit.signing import CheckpointSigner
-from audit.tables import AuditHeadRow, AuditTreeNodeRow
+from audit.tables import AuditHeadRow
 from audit.tree import grow_and_sign, inclusion_proof, tree_root
+from audit.tree_tables import AuditTreeNodeRow
 from bench import report
 from bench.compare import ROW, Backends, Target, measure_load
 from bench.cpu import PostgresCpu, machine_seconds, process_seconds

@@ -7,16 +7,19 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audit.usage import DailyUsage
-from auth.api_keys import ApiKey
-from auth.clients import OAuthClient
-from auth.tenants import Assignment, Tenant
 from db.base import utcnow
-from models.features import feature_schema
-from models.registry import ModelVersion
-from ratelimit.usage import WindowUsage
+
+# Only named in annotations: `predgate audit query` shows records through this module and
+# should not load every resource's tables and the model registry to do it.
+if TYPE_CHECKING:
+    from audit.usage import DailyUsage
+    from auth.api_keys import ApiKey
+    from auth.clients import OAuthClient
+    from auth.tenants import Assignment, Tenant
+    from models.registry import ModelVersion
+    from ratelimit.usage import WindowUsage
 
 
 def iso(value: datetime | None) -> str | None:
@@ -97,6 +100,8 @@ def model_json(meta: ModelVersion) -> dict[str, Any]:
 
 def assigned_model_json(meta: ModelVersion) -> dict[str, Any]:
     """What a partner is told about the model its tenant is served."""
+    from models.features import feature_schema  # loaded with the model stack anyway
+
     return {
         "name": meta.name,
         "version": meta.version,

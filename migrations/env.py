@@ -6,13 +6,14 @@ from alembic import context
 from sqlalchemy import Engine
 
 import audit.tables
+import audit.tree_tables
 import auth.tables
 import db.changes
 import models.tables
 from db.base import Base
 
 # Import for their side effect: every table registers on Base.metadata.
-_ = (auth.tables, models.tables, audit.tables, db.changes)
+_ = (auth.tables, models.tables, audit.tables, audit.tree_tables, db.changes)
 
 target_metadata = Base.metadata
 

@@ -84,7 +84,8 @@ def test_single_migration_head() -> None:
 
 
 def test_tables_match_migrations(engine, database_url) -> None:
-    import audit.tables  # noqa: F401
+    import audit.tables
+    import audit.tree_tables  # noqa: F401
     import auth.tables  # noqa: F401
     import db.changes  # noqa: F401
     import models.tables  # noqa: F401
