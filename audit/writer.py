@@ -49,7 +49,7 @@ from audit.chain import (
 from audit.events import AuditEvent
 from audit.signing import CheckpointSigner
 from audit.tables import AuditRecordRow
-from audit.tree import grow_and_sign
+from audit.tree_signer import TreeHeadSigner
 
 log = logging.getLogger("predgate.audit")
 # A record nobody waits for (a 503's, a probe's) is sent again after a failure, this many times
@@ -196,15 +196,6 @@ class GroupCommitWriter:
         self._max_waiters = max(1, max_waiters_per_batch)
         self._backlog_limit = backlog_limit
         self._tick_seconds = tick_seconds
-        self._grow_tree = grow_tree
-        self._log_origin = log_origin
-        # The tree thread grows the Merkle tree and signs a head after each checkpoint, so the
-        # writer never waits for it: `_tree_asked` is the newest checkpoint seq it was asked to
-        # cover; a failure hands the request back (retried after RETRY_SECONDS).
-        self._tree_thread: threading.Thread | None = None
-        self._tree_wanted = threading.Event()
-        self._tree_asked = 0
-        self._tree_stopping = False
         self._lock = threading.Condition()
         self._queue: deque[_Pending] = deque()
         self._thread: threading.Thread | None = None
@@ -219,6 +210,18 @@ class GroupCommitWriter:
         self.failures = 0
         self.dropped = 0
         self._metrics = writer_metrics()
+        # After each checkpoint, the tree thread grows the Merkle tree and signs its head.
+        self._tree = (
+            TreeHeadSigner(
+                engine,
+                signer,
+                origin=log_origin,
+                seconds=self._metrics.tree_seconds,
+                failures=self._metrics.tree_failures,
+            )
+            if grow_tree
+            else None
+        )
 
     # --- request threads ------------------------------------------------------------------
 
@@ -277,7 +280,8 @@ class GroupCommitWriter:
                 self._stop_by = time.monotonic() + self.wait_seconds
                 self._lock.notify()
             thread.join(timeout=self.wait_seconds + 5)
-            self._stop_tree_thread()
+            if self._tree is not None:
+                self._tree.stop(timeout=self.wait_seconds + 5)
             if not thread.is_alive():
                 self._final_checkpoint()
             self._drop_connection()
@@ -307,15 +311,8 @@ class GroupCommitWriter:
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
-            self._tree_wanted = threading.Event()
-            self._tree_asked = 0
-            self._tree_stopping = False
-            self._tree_thread = None
-            if self._grow_tree:
-                self._tree_thread = threading.Thread(
-                    target=self._run_tree, name="audit-tree", daemon=True
-                )
-                self._tree_thread.start()
+            if self._tree is not None:
+                self._tree.start()
 
     def _run(self) -> None:
         while True:
@@ -421,52 +418,8 @@ class GroupCommitWriter:
         finally:
             with self._lock:
                 self._in_flight_since = None
-        if self._head_hint is not None:
-            self._ask_for_tree_head(self._head_hint.checkpoint_seq)
-
-    # --- the tree thread ------------------------------------------------------------------
-
-    def _ask_for_tree_head(self, checkpoint_seq: int) -> None:
-        """A new checkpoint gets its tree head, signed by the tree thread (never waited for)."""
-        if self._tree_thread is None or checkpoint_seq <= self._tree_asked:
-            return
-        self._tree_asked = checkpoint_seq
-        self._tree_wanted.set()
-
-    def _run_tree(self) -> None:
-        while True:
-            self._tree_wanted.wait()
-            if self._tree_stopping:
-                return
-            self._tree_wanted.clear()
-            asked = self._tree_asked
-            if not self._sign_tree_head():
-                self._tree_asked = min(self._tree_asked, asked - 1)  # ask again, later
-                time.sleep(RETRY_SECONDS)
-
-    def _stop_tree_thread(self) -> None:
-        thread = self._tree_thread
-        if thread is None:
-            return
-        self._tree_stopping = True
-        self._tree_wanted.set()
-        thread.join(timeout=self.wait_seconds + 5)
-        self._tree_thread = None
-
-    def _sign_tree_head(self) -> bool:
-        """Grow the Merkle tree to the chain's head and sign a tree head (in a transaction of
-        its own, on the tree's lock, not the chain's); False when it failed (the tree catches
-        up at the next attempt)."""
-        if not self._grow_tree:
-            return True
-        try:
-            with self._metrics.tree_seconds.time(), self._engine.begin() as connection:
-                grow_and_sign(connection, self._signer, origin=self._log_origin)
-        except Exception as exc:
-            self._metrics.tree_failures.inc()
-            log.warning("audit tree head not signed: %s", type(exc).__name__)
-            return False
-        return True
+        if self._head_hint is not None and self._tree is not None:
+            self._tree.ask(self._head_hint.checkpoint_seq)
 
     def _deadline(self, batch: list[_Pending]) -> datetime | None:
         # The earliest moment a waiter stops waiting, in the database's terms (wall clock).
@@ -583,7 +536,8 @@ class GroupCommitWriter:
             log.warning("audit checkpoint tick failed: %s", type(exc).__name__)
             self._drop_connection()
             return
-        self._ask_for_tree_head(head.checkpoint_seq)
+        if self._tree is not None:
+            self._tree.ask(head.checkpoint_seq)
 
     def _final_checkpoint(self) -> None:
         try:
@@ -595,8 +549,8 @@ class GroupCommitWriter:
         except Exception as exc:
             log.warning("final audit checkpoint failed: %s", type(exc).__name__)
             return
-        if head.checkpoint_seq > 0:
-            self._sign_tree_head()
+        if head.checkpoint_seq > 0 and self._tree is not None:
+            self._tree.sign_now()
 
     def _trim_backlog(self) -> None:
         while len(self._queue) > self._backlog_limit:
