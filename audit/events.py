@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+# The record's fields, its canonical JSON and its hash are defined once, in the file partners copy
+# to verify receipts: what they accept is exactly what the gateway writes.
+from audit.receipt_verifier import RECORD_FIELDS as RECORD_FIELDS
+from audit.receipt_verifier import canonical_json as canonical_json
+from audit.receipt_verifier import record_hash as record_hash
 
 # event_type vocabulary. HTTP requests take the operation's name (or the failure class),
 # administrative acts name what they changed.
@@ -55,38 +59,6 @@ OUTCOMES = frozenset({"success", "failure", "error"})
 GENESIS_HASH = "0" * 64
 # Stands for the previous record's hash in a chain template (see AuditEvent.chain_template).
 TEMPLATE_PREV_HASH = "@prev@"
-
-# The fields a record commits to, in the order exports and CSV columns list them.
-RECORD_FIELDS = (
-    "seq",
-    "event_id",
-    "ts",
-    "duration_ms",
-    "request_id",
-    "event_type",
-    "outcome",
-    "reason_code",
-    "http_status",
-    "http_method",
-    "route",
-    "tenant_id",
-    "principal_type",
-    "principal_id",
-    "auth_method",
-    "source_ip",
-    "user_agent",
-    "instance_id",
-    "process_id",
-    "model_name",
-    "model_version",
-    "model_sha256",
-    "rows",
-    "request_digest",
-    "response_digest",
-    "details",
-    "prev_hash",
-    "hash",
-)
 
 
 class InvalidEvent(ValueError):
@@ -165,17 +137,3 @@ def format_ts(ts: datetime) -> str:
 def parse_ts(text: str) -> datetime:
     """Inverse of format_ts."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, ASCII only."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    """SHA-256 over the canonical form of every committed field except the hash itself.
-
-    prev_hash is one of those fields, so each record commits to the whole chain before it.
-    """
-    content = {name: record[name] for name in RECORD_FIELDS if name != "hash"}
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()

@@ -378,7 +378,8 @@ class GroupCommitWriter:
                         deadline=self._deadline(batch),
                     )
                 self._head_hint = appended.head
-                for pending, placement in zip(batch, appended.placements, strict=True):
+                # Empty when the places could not be told: the records committed all the same.
+                for pending, placement in zip(batch, appended.placements, strict=False):
                     pending.placement = placement
             except IntegrityError:
                 # An event id is taken: a record that was in doubt committed after all. Nothing
