@@ -115,8 +115,8 @@ class BufferingFront:
         result = self._app(environ, start_response)
         if isinstance(result, list):
             return started[0], started[1], result
-        # Flask answers a buffered response as a one-item list; anything else streams, and is
-        # closed (PEP 3333) once sent.
+        # A buffered answer comes as a one-item list (gateway.pipeline.whole_answers), sent in
+        # one piece; anything else streams, and is closed (PEP 3333) once sent.
         return started[0], started[1], _closing(result)
 
 

@@ -154,8 +154,10 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def make_app() -> Iterator[Callable[..., Flask]]:
-    """Build extra apps (other settings or sinks); their resources are released afterwards."""
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build extra apps (other settings or sinks); their resources are released afterwards,
+    before the test's database is emptied (hence `database_url`: set up first, torn down last;
+    an app still running would write its final checkpoint into the emptying tables)."""
     built: list[Flask] = []
 
     def build(settings: Settings, **kwargs: Any) -> Flask:

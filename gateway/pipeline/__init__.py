@@ -56,6 +56,7 @@ from gateway.pipeline.caller import oauth_client_id, refuse_credentials_in_url, 
 from gateway.pipeline.client_address import TrustedProxies
 from gateway.pipeline.rate_limiting import charge, refuse_spent_failure_budget, response_headers
 from gateway.pipeline.recording import record_response
+from gateway.pipeline.whole_answers import WholeAnswers
 from gateway.runtime import get_runtime
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -232,10 +233,11 @@ def _add_headers(ctx: RequestContext, response: Response) -> None:
 
 def init_pipeline(app: Flask) -> None:
     """Run begin_request first and finish_request last, for every request; believe forwarding
-    headers only from the configured proxies (step 0, before Flask sees the request)."""
+    headers only from the configured proxies (step 0, before Flask sees the request); hand the
+    server each buffered answer in one piece (gateway.pipeline.whole_answers)."""
     settings = get_runtime(app).settings
-    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
-        app.wsgi_app, settings.trusted_proxies, hops=settings.trusted_proxy_hops
+    app.wsgi_app = WholeAnswers(  # type: ignore[method-assign]
+        TrustedProxies(app.wsgi_app, settings.trusted_proxies, hops=settings.trusted_proxy_hops)
     )
     app.before_request_funcs.setdefault(None, []).insert(0, begin_request)
     app.after_request(finish_request)
