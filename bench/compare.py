@@ -29,7 +29,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import joblib
 import numpy as np
@@ -61,7 +60,13 @@ from bench.provision import (
     scratch_database,
     train_models,
 )
-from bench.servers import Server, granian_server, gunicorn_server, predgate_server
+from bench.servers import (
+    Server,
+    granian_server,
+    gunicorn_server,
+    predgate_server,
+    unwind_on_sigterm,
+)
 
 ROW = {"area": 120, "rooms": 2, "bathrooms": 1, "location": 1}
 SETUP = [
@@ -118,8 +123,7 @@ class Backends:
 def main() -> None:
     """Set up, run every round, clean up; then write and print the results."""
     args = _arguments()
-    # SIGTERM unwinds like Ctrl-C, so servers, database and keys are cleaned up either way.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    unwind_on_sigterm()
     context: dict[str, Any] = {
         "command": " ".join(["python -m bench.compare", *sys.argv[1:]]),
         "setup": SETUP,
@@ -476,10 +480,6 @@ def _arguments() -> argparse.Namespace:
     if args.rounds < 1 or args.seconds < 1:
         parser.error("--rounds and --seconds must be at least 1")
     return args
-
-
-def _exit_on_signal(signum: int, _frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
 
 
 def _log(message: str) -> None:

@@ -34,7 +34,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -78,7 +77,7 @@ from bench.provision import (
     scratch_database,
     train_models,
 )
-from bench.servers import predgate_server
+from bench.servers import predgate_server, unwind_on_sigterm
 from db.engine import create_db_engine
 from db.migrations import upgrade
 
@@ -938,8 +937,7 @@ def uptime() -> str:
 def main() -> None:
     """Part 1, then part 2 (after part 1's databases are gone); then write the results."""
     args = arguments()
-    # SIGTERM unwinds like Ctrl-C, so servers, databases and keys are cleaned up either way.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    unwind_on_sigterm()
     context: dict[str, Any] = {
         "command": " ".join(["python -m bench.receipts", *sys.argv[1:]]),
         "records": args.records,
@@ -1002,10 +1000,6 @@ def arguments() -> argparse.Namespace:
     if args.records < 2 or args.samples < 1 or args.rounds < 1 or args.seconds < 1:
         parser.error("--records must be at least 2; --samples, --rounds, --seconds at least 1")
     return args
-
-
-def _exit_on_signal(signum: int, _frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
 
 
 def log(message: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from bench.cpu import process_started, process_tree
 
@@ -41,6 +42,16 @@ class Server:
 
 class ServerError(RuntimeError):
     """A server did not start, or exited: the message ends with its log."""
+
+
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so a benchmark's servers, databases and keys are cleaned
+    up by its `finally` blocks either way."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
 
 
 def free_port() -> int:
